@@ -1,0 +1,273 @@
+package floodgate
+
+import (
+	"encoding/json"
+	"fmt"
+	"slices"
+	"time"
+)
+
+// DonationStatus is where a gift stands. The public contract names these
+// six values.
+type DonationStatus string
+
+const (
+	// StatusAccepted: durable, waiting in line to be charged.
+	StatusAccepted DonationStatus = "accepted"
+	// StatusProcessing: claimed by a dispatcher; a charge is being attempted
+	// (or its outcome is being established).
+	StatusProcessing DonationStatus = "processing"
+	// StatusRequiresAction: the bank asks the donor for 3-D Secure.
+	StatusRequiresAction DonationStatus = "requires_action"
+	// StatusSucceeded: charged.
+	StatusSucceeded DonationStatus = "succeeded"
+	// StatusFailed: declined; the donor may bring another payment method.
+	StatusFailed DonationStatus = "failed"
+	// StatusCanceled: canceled by the donor, or left in requires_action past
+	// the action timeout.
+	StatusCanceled DonationStatus = "canceled"
+)
+
+// Pending reports whether a gift in status s counts in a campaign's pending
+// total (accepted and not yet settled).
+func (s DonationStatus) Pending() bool {
+	return s == StatusAccepted || s == StatusProcessing || s == StatusRequiresAction
+}
+
+// Final reports whether no further move is expected without the donor.
+func (s DonationStatus) Final() bool {
+	return s == StatusSucceeded || s == StatusFailed || s == StatusCanceled
+}
+
+// transitions lists, for each status, the statuses a donation may move to.
+// State only moves forward, with one deliberate exception: a failed gift
+// goes back to accepted, in its old place in line, when the donor brings
+// another payment method.
+var transitions = map[DonationStatus][]DonationStatus{
+	StatusAccepted:       {StatusProcessing, StatusCanceled},
+	StatusProcessing:     {StatusSucceeded, StatusFailed, StatusRequiresAction, StatusCanceled, StatusAccepted},
+	StatusRequiresAction: {StatusSucceeded, StatusFailed, StatusCanceled},
+	StatusFailed:         {StatusAccepted, StatusSucceeded},
+	StatusSucceeded:      nil,
+	StatusCanceled:       {StatusSucceeded},
+}
+
+// CanMove reports whether a donation may go from status from to status to.
+// A charge that the provider reports as succeeded is always recorded, even
+// after a local cancel or failure: money that moved must be counted.
+func CanMove(from, to DonationStatus) bool {
+	for _, s := range transitions[from] {
+		if s == to {
+			return true
+		}
+	}
+	return false
+}
+
+// Declaration is a donor's tax-relief declaration, stored with the gift.
+type Declaration struct {
+	Scheme      string `json:"scheme"`
+	TextVersion string `json:"text_version"`
+	FirstName   string `json:"first_name"`
+	LastName    string `json:"last_name"`
+	House       string `json:"house,omitempty"`
+	Postcode    string `json:"postcode,omitempty"`
+}
+
+// Donation is one gift, from acceptance to settlement.
+type Donation struct {
+	ID string
+	// Seq is the place in the one global line, assigned at acceptance.
+	Seq            int64
+	CampaignID     string
+	IdempotencyKey string
+	// RequestHash is the SHA-256 of the request's canonical form: the same
+	// key with another hash is an idempotency mismatch.
+	RequestHash   []byte
+	Amount        int64
+	Currency      string
+	Email         string
+	Name          string
+	PaymentMethod string
+	Anonymous     bool
+	Message       string
+	Declaration   *Declaration
+	// ClientAddr is the address the request came from (for abuse limits).
+	ClientAddr string
+
+	Status DonationStatus
+	// Attempt counts idempotency-key generations: the provider key for this
+	// donation's charge is derived from (ID, Attempt). It changes only when
+	// the donor brings another payment method or a consistent lookup proved
+	// that no payment exists for the old key.
+	Attempt int
+	// KeySince is when the current key was first sent; a key is surely
+	// retained by the provider for 20 hours after it.
+	KeySince        *time.Time
+	PaymentIntentID string
+	ClientSecret    string
+	// NextAction is the provider's next_action object, raw JSON.
+	NextAction json.RawMessage
+	// FailureCode is generic (card_declined, expired_card, ...), never a
+	// fraud signal.
+	FailureCode string
+	// ActionSince is when the gift entered requires_action.
+	ActionSince *time.Time
+	// ClaimedBy and LeaseUntil say which dispatcher holds a processing gift.
+	ClaimedBy  string
+	LeaseUntil *time.Time
+
+	// Refunded and Disputed are what the provider took back from a
+	// succeeded gift (cumulative); both come off the campaign's raised.
+	Refunded int64
+	Disputed int64
+
+	CreatedAt time.Time
+	UpdatedAt time.Time
+}
+
+// Reversal is money the provider takes back from a succeeded gift.
+type Reversal string
+
+const (
+	ReversalRefund  Reversal = "refund"
+	ReversalDispute Reversal = "dispute"
+)
+
+// Reverse computes what a reversal reported as a cumulative total does to
+// a donation: its new refunded and disputed amounts, and the totals delta
+// (raised goes down by what newly left, never below zero for the gift).
+// Reports that are old or replayed change nothing: amounts only grow. A
+// reversal may arrive before the success it reverses (webhooks come out of
+// order): it is recorded all the same, and the success then counts only
+// what is left (see DeltaOf).
+func Reverse(d *Donation, kind Reversal, total int64) (refunded, disputed int64, delta TotalsDelta, err error) {
+	refunded, disputed = d.Refunded, d.Disputed
+	switch kind {
+	case ReversalRefund:
+		refunded = max(refunded, total)
+	case ReversalDispute:
+		disputed = max(disputed, total)
+	default:
+		return refunded, disputed, delta, Errorf(EINVALID, "Unknown reversal %q.", kind)
+	}
+	if d.Status == StatusSucceeded {
+		before := min(d.Amount, d.Refunded+d.Disputed)
+		after := min(d.Amount, refunded+disputed)
+		delta.Raised = before - after
+	}
+	return refunded, disputed, delta, nil
+}
+
+// Net is what a gift brings in: its amount less what was refunded or
+// disputed.
+func (d *Donation) Net() int64 { return d.Amount - min(d.Amount, d.Refunded+d.Disputed) }
+
+// DeltaOf is Delta for a stored donation moving to status to: pending
+// counts its whole amount, raised only its net (a reversal may have been
+// recorded before the success).
+func DeltaOf(d *Donation, to DonationStatus) TotalsDelta {
+	delta := Delta(d.Status, to, d.Amount)
+	if reversed := d.Amount - d.Net(); reversed > 0 {
+		net := Delta(d.Status, to, d.Net())
+		delta.Raised = net.Raised
+	}
+	return delta
+}
+
+// StatusChange is one line of a donation's history.
+type StatusChange struct {
+	Status      DonationStatus
+	At          time.Time
+	FailureCode string
+	Note        string
+}
+
+// TotalsDelta is what moving a gift of amount from one status to another
+// does to its campaign's totals. Every store applies exactly this, in the
+// transaction that moves the gift.
+type TotalsDelta struct {
+	Raised       int64
+	Donations    int64
+	Pending      int64
+	PendingCount int64
+	// Waiting counts gifts in status accepted (the line to be charged).
+	Waiting int64
+}
+
+// Delta returns the change to totals when a gift of amount moves from
+// status from to status to. An empty from means the gift is new.
+func Delta(from, to DonationStatus, amount int64) TotalsDelta {
+	var d TotalsDelta
+	d.add(from, amount, -1)
+	d.add(to, amount, +1)
+	return d
+}
+
+func (d *TotalsDelta) add(s DonationStatus, amount, sign int64) {
+	if s == "" {
+		return
+	}
+	if s.Pending() {
+		d.Pending += sign * amount
+		d.PendingCount += sign
+	}
+	if s == StatusAccepted {
+		d.Waiting += sign
+	}
+	if s == StatusSucceeded {
+		d.Raised += sign * amount
+		d.Donations += sign
+	}
+}
+
+// Add accumulates e into d.
+func (d *TotalsDelta) Add(e TotalsDelta) {
+	d.Raised += e.Raised
+	d.Donations += e.Donations
+	d.Pending += e.Pending
+	d.PendingCount += e.PendingCount
+	d.Waiting += e.Waiting
+}
+
+// Zero reports whether d changes nothing.
+func (d TotalsDelta) Zero() bool { return d == TotalsDelta{} }
+
+// CheckSettle returns ESTATE unless settlement s may apply to a donation
+// now in status from: from must be among s.From (when given) and the move
+// allowed by CanMove. Every store applies exactly this rule.
+func CheckSettle(s Settlement, from DonationStatus) error {
+	if len(s.From) > 0 && !slices.Contains(s.From, from) {
+		return Errorf(ESTATE, "Donation is %s.", from)
+	}
+	if !CanMove(from, s.Status) {
+		return Errorf(ESTATE, "Donation cannot move from %s to %s.", from, s.Status)
+	}
+	return nil
+}
+
+// CheckReplacePaymentMethod returns ESTATE unless d may take another
+// payment method: only a failed donation does.
+func CheckReplacePaymentMethod(d *Donation) error {
+	if d.Status != StatusFailed {
+		return Errorf(ESTATE, "Only a failed donation takes another payment method; this one is %s.", d.Status)
+	}
+	return nil
+}
+
+// NewKeyNote is the history line of a new key generation.
+func NewKeyNote(from int, paymentIntentID string) string {
+	if paymentIntentID != "" {
+		return fmt.Sprintf("new idempotency key (generation %d) to confirm %s", from+1, paymentIntentID)
+	}
+	return fmt.Sprintf("new idempotency key (generation %d): no payment exists for generation %d", from+1, from)
+}
+
+// CheckNewKeyGeneration returns ESTATE unless d is processing at key
+// generation from (a second caller that saw the same generation loses).
+func CheckNewKeyGeneration(d *Donation, from int) error {
+	if d.Status != StatusProcessing || d.Attempt != from {
+		return Errorf(ESTATE, "Donation is %s at key generation %d, not processing at %d.", d.Status, d.Attempt, from)
+	}
+	return nil
+}

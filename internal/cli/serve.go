@@ -1,0 +1,372 @@
+package cli
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/floodgate/floodgate"
+	"github.com/floodgate/floodgate/internal/config"
+	"github.com/floodgate/floodgate/internal/dispatch"
+	"github.com/floodgate/floodgate/internal/httpapi"
+	"github.com/floodgate/floodgate/internal/ingest"
+	"github.com/floodgate/floodgate/internal/metrics"
+	"github.com/floodgate/floodgate/internal/postgres"
+	"github.com/floodgate/floodgate/internal/sandbox"
+	"github.com/floodgate/floodgate/internal/sqlite"
+	fgstripe "github.com/floodgate/floodgate/internal/stripe"
+	"github.com/floodgate/floodgate/internal/web"
+)
+
+func serve(ctx context.Context, args []string, env Env) error {
+	cfg, err := loadConfig("serve", args, env)
+	if cfg == nil {
+		return err
+	}
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+	m := &Main{Config: cfg, Stdout: env.Stdout, Logger: newLogger(env.Stderr, cfg.LogLevel, cfg.LogFormat)}
+	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := m.Open(ctx); err != nil {
+		_ = m.Close()
+		return err
+	}
+	<-ctx.Done()
+	m.Logger.Info("shutting down")
+	return m.Close()
+}
+
+// Main is one running floodgate node. Tests start it on 127.0.0.1:0 with a
+// temporary data directory, exactly as `floodgate serve` runs it.
+type Main struct {
+	Config *config.Config
+	Logger *slog.Logger
+	// Stdout receives the once-only admin token message.
+	Stdout io.Writer
+	// Clock, when set, replaces the system clock (tests).
+	Clock floodgate.Clock
+
+	// Set by Open.
+	Addr       net.Addr
+	Store      floodgate.Store
+	Ingest     *ingest.Service
+	Dispatcher *dispatch.Dispatcher
+	Sandbox    *sandbox.Server
+	Metrics    *metrics.Metrics
+	// SandboxURL is the in-process sandbox's API base, when it runs.
+	SandboxURL string
+
+	webhookSecrets []string
+	srv            *http.Server
+	sandboxSrv     *http.Server
+	hub            *httpapi.Hub
+	cancel         context.CancelFunc
+	wg             sync.WaitGroup
+	closeOnce      sync.Once
+	closeErr       error
+}
+
+// Open starts every part in dependency order and begins serving. It
+// returns once the listener is bound.
+func (m *Main) Open(ctx context.Context) error {
+	cfg := m.Config
+	if m.Logger == nil {
+		m.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	if m.Stdout == nil {
+		m.Stdout = io.Discard
+	}
+	if m.Clock == nil {
+		m.Clock = floodgate.SystemClock{}
+	}
+	ctx, m.cancel = context.WithCancel(context.WithoutCancel(ctx))
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return fmt.Errorf("data dir: %w", err)
+	}
+	adminHash, err := m.adminToken()
+	if err != nil {
+		return err
+	}
+	m.Metrics = metrics.New()
+
+	store, single, err := openStore(ctx, cfg, m.Clock)
+	if err != nil {
+		return err
+	}
+	m.Store = store
+
+	ln, err := net.Listen("tcp", cfg.Addr)
+	if err != nil {
+		return fmt.Errorf("listen %s: %w", cfg.Addr, err)
+	}
+	m.Addr = ln.Addr()
+
+	provider, err := m.openProvider(ctx)
+	if err != nil {
+		_ = ln.Close()
+		return err
+	}
+
+	m.Ingest, err = ingest.New(ctx, store, ingest.Options{Clock: m.Clock, Batch: ingest.BatcherOptions{
+		MaxBatch: cfg.BatchMax, MaxWait: cfg.BatchWait, Queue: cfg.IngestQueue, Observer: m.Metrics,
+	},
+		Guard:   &ingest.Guard{PerAddress: cfg.AddressLimit, PerEmail: cfg.EmailLimit, Tracked: cfg.LimitTracked},
+		Refused: func(reason string) { m.Metrics.Blocked.WithLabelValues(reason).Inc() },
+	})
+	if err != nil {
+		_ = ln.Close()
+		return err
+	}
+	m.hub = httpapi.NewHub(store, httpapi.HubOptions{Interval: cfg.TotalsInterval, MaxSubscribers: cfg.SSEMaxSubscribers,
+		Metrics: m.Metrics, Logger: m.Logger})
+	m.Dispatcher = dispatch.New(store, provider, dispatch.Options{
+		Rate: cfg.ProviderRate, GlobalRate: cfg.ProviderGlobalRate, Workers: cfg.DispatchWorkers,
+		Queue: cfg.DispatchQueue, Claim: cfg.DispatchClaim, Lease: cfg.Lease, CallTimeout: cfg.ProviderTimeout,
+		ActionTimeout: cfg.ActionTimeout, ReleaseAllOnStart: single, SharedBudgets: !single, Clock: m.Clock, Logger: m.Logger,
+		Policy:    dispatch.PolicyFor(cfg.KeyRetention),
+		CardBlock: cfg.CardBlock, CardTestingArm: cfg.CardTestingArm,
+		Metrics: m.Metrics, Settled: func(*floodgate.Donation) { m.hub.Notify() },
+	})
+	m.Metrics.GaugeFunc("floodgate_ingest_queue_depth", "Donations waiting for a group commit.",
+		func() float64 { return float64(m.Ingest.QueueLen()) })
+	m.Metrics.GaugeFunc("floodgate_provider_breaker_state", "This node's circuit breaker on the provider: 0 closed, 1 probing, 2 open.",
+		m.Dispatcher.BreakerState)
+	m.Metrics.GaugeFunc("floodgate_charging_paused", "1 while an operator has paused charging (every node).", m.Dispatcher.Paused)
+	m.Metrics.GaugeFunc("floodgate_provider_up", "1 while the payment provider answers, 0 while it is unreachable or refuses floodgate's credentials.",
+		m.Dispatcher.ProviderUp)
+	m.Metrics.GaugeFunc("floodgate_backlog_waiting", "Donations accepted and waiting to be charged (all nodes).",
+		func() float64 { w, _ := m.Dispatcher.Backlog(); return float64(w) })
+	m.Metrics.GaugeFunc("floodgate_backlog_age_seconds", "Age of the oldest donation waiting to be charged.",
+		func() float64 { _, a := m.Dispatcher.Backlog(); return a.Seconds() })
+
+	if cfg.Demo {
+		if err := createDemo(ctx, store, m.Clock.Now()); err != nil {
+			_ = ln.Close()
+			return err
+		}
+	}
+
+	var sandboxHandler http.Handler
+	if m.Sandbox != nil {
+		sandboxHandler = m.Sandbox
+	}
+	api := httpapi.New(httpapi.Config{
+		Store: store, Ingest: m.Ingest, Line: m.Dispatcher, Hub: m.hub, Metrics: m.Metrics, Logger: m.Logger,
+		Clock: m.Clock, AdminTokenHash: adminHash, SSEHeartbeat: cfg.SSEHeartbeat,
+		Ready: func(ctx context.Context) (string, error) {
+			if err := store.Ping(ctx); err != nil {
+				return "", fmt.Errorf("store: %w", err)
+			}
+			return m.Dispatcher.Ready(ctx)
+		},
+		Pages:          web.New(web.Options{Payments: cfg.Payments}),
+		Sandbox:        sandboxHandler,
+		Control:        m.Dispatcher,
+		TrustedProxies: cfg.TrustedProxyPrefixes(),
+		Events:         fgstripe.Webhooks{Secrets: m.webhookSecrets},
+		Apply:          m.Dispatcher.Apply,
+	})
+	if len(m.webhookSecrets) == 0 {
+		m.Logger.Warn("no STRIPE_WEBHOOK_SECRET: provider webhooks will be refused, and 3-D Secure results arrive only through the dispatcher")
+	}
+	m.srv = &http.Server{
+		Handler:           api.Handler(),
+		ReadHeaderTimeout: min(cfg.HTTPReadTimeout, 5*time.Second),
+		ReadTimeout:       cfg.HTTPReadTimeout,
+		IdleTimeout:       cfg.HTTPIdleTimeout,
+		MaxHeaderBytes:    32 << 10,
+		ErrorLog:          slog.NewLogLogger(m.Logger.Handler(), slog.LevelDebug),
+		BaseContext:       func(net.Listener) context.Context { return ctx },
+	}
+	m.srv.RegisterOnShutdown(m.hub.Close)
+
+	if err := m.Dispatcher.Start(ctx); err != nil {
+		_ = ln.Close()
+		return err
+	}
+	m.wg.Add(2)
+	go func() { defer m.wg.Done(); m.hub.Run(ctx) }()
+	go func() {
+		defer m.wg.Done()
+		if err := m.srv.Serve(httpapi.LimitListener(ln, cfg.MaxConns, time.Second)); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			m.Logger.Error("http server stopped", "err", err)
+		}
+	}()
+	m.Logger.Info("floodgate serving", "addr", m.Addr.String(), "store", storeName(cfg), "payments", cfg.Payments,
+		"provider_rate", cfg.ProviderRate, "provider_global_rate", cfg.ProviderGlobalRate, "demo", cfg.Demo)
+	return nil
+}
+
+// URL is the node's base URL on loopback.
+func (m *Main) URL() string {
+	return "http://" + loopback(m.Addr)
+}
+
+func loopback(a net.Addr) string {
+	tcp, ok := a.(*net.TCPAddr)
+	if !ok {
+		return a.String()
+	}
+	host := "127.0.0.1"
+	if !tcp.IP.IsUnspecified() && tcp.IP != nil {
+		host = tcp.IP.String()
+	}
+	return net.JoinHostPort(host, fmt.Sprint(tcp.Port))
+}
+
+// Close shuts down in order: stop accepting and finish requests in flight
+// (each waits for its commit), commit what is still queued, stop charging
+// (gifts in flight keep their keys), then close the provider and the store.
+func (m *Main) Close() error {
+	m.closeOnce.Do(func() {
+		var errs []error
+		timeout := 15 * time.Second
+		if m.Config != nil && m.Config.ShutdownTimeout > 0 {
+			timeout = m.Config.ShutdownTimeout
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), timeout)
+		defer cancel()
+		if m.srv != nil {
+			if err := m.srv.Shutdown(ctx); err != nil {
+				errs = append(errs, fmt.Errorf("http shutdown: %w", err))
+				_ = m.srv.Close()
+			}
+		}
+		if m.Ingest != nil {
+			m.Ingest.Stop()
+		}
+		if m.Dispatcher != nil {
+			m.Dispatcher.Stop()
+		}
+		if m.cancel != nil {
+			m.cancel()
+		}
+		// The dispatcher was the sandbox's last client.
+		if m.sandboxSrv != nil {
+			if err := m.sandboxSrv.Shutdown(ctx); err != nil {
+				_ = m.sandboxSrv.Close()
+			}
+		}
+		m.wg.Wait()
+		if m.Sandbox != nil {
+			errs = append(errs, m.Sandbox.Close())
+		}
+		if m.Store != nil {
+			errs = append(errs, m.Store.Close())
+		}
+		m.closeErr = errors.Join(errs...)
+	})
+	return m.closeErr
+}
+
+func storeName(cfg *config.Config) string {
+	if cfg.StoreEngine() == config.EngineSQLite {
+		return "sqlite:" + cfg.SQLitePath()
+	}
+	return cfg.StoreEngine()
+}
+
+// openStore picks the store engine by the store URL's scheme. single is
+// true for an engine only one process may use (SQLite): its dispatcher can
+// resume every in-flight gift at start.
+func openStore(ctx context.Context, cfg *config.Config, clock floodgate.Clock) (floodgate.Store, bool, error) {
+	switch cfg.StoreEngine() {
+	case config.EnginePostgres:
+		s, err := postgres.Open(ctx, postgres.Options{URL: cfg.StoreURL, MaxConns: cfg.DBMaxConns, Clock: clock})
+		return s, false, err
+	case config.EngineSQLite:
+		path := cfg.SQLitePath()
+		if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+			return nil, false, err
+		}
+		s, err := sqlite.Open(ctx, sqlite.Options{Path: path, ReadConns: cfg.ReadConns, Clock: clock})
+		return s, true, err
+	}
+	return nil, false, fmt.Errorf("store %q: unknown engine (valid: sqlite, sqlite:///path.db, postgres://...)", cfg.StoreURL)
+}
+
+// openProvider returns the payment provider. In sandbox mode without an
+// API base, the sandbox runs in this process on its own loopback listener
+// (so it outlives the public server during shutdown) and is also mounted
+// at /sandbox/ for the browser's 3-D Secure page. The dispatcher reaches
+// it through stripe-go exactly as it would reach Stripe.
+func (m *Main) openProvider(ctx context.Context) (floodgate.Provider, error) {
+	cfg := m.Config
+	key, base := cfg.StripeKey, cfg.StripeAPIBase
+	m.webhookSecrets = cfg.WebhookSecrets()
+	if cfg.SandboxInProcess() {
+		// The in-process sandbox signs its webhooks with the configured
+		// secret, or with one made up for this process, and delivers them
+		// to this node.
+		if len(m.webhookSecrets) == 0 {
+			var b [24]byte
+			_, _ = rand.Read(b[:])
+			m.webhookSecrets = []string{"whsec_" + hex.EncodeToString(b[:])}
+		}
+		public := strings.TrimRight(cfg.PublicURL, "/")
+		if public == "" {
+			public = "http://" + browserHost(m.Addr)
+		}
+		sb, err := sandbox.New(sandbox.Options{
+			RateLimit: cfg.SandboxRateLimit, Latency: cfg.SandboxLatency, LatencyJitter: cfg.SandboxLatencyJitter,
+			FailRate: cfg.SandboxFailRate, LoseRate: cfg.SandboxLoseRate,
+			IdempotencyRetention: cfg.SandboxIdempotencyRetention,
+			WebhookURL:           "http://" + loopback(m.Addr) + "/v1/webhooks/stripe",
+			WebhookSecret:        m.webhookSecrets[0],
+			PublicURL:            public + "/sandbox",
+			StatePath:            filepath.Join(cfg.DataDir, "sandbox.journal"),
+			Clock:                m.Clock, Logger: m.Logger.With("component", "sandbox"),
+		})
+		if err != nil {
+			return nil, fmt.Errorf("sandbox: %w", err)
+		}
+		m.Sandbox = sb
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return nil, err
+		}
+		m.sandboxSrv = &http.Server{Handler: sb, ReadHeaderTimeout: 5 * time.Second}
+		m.wg.Add(1)
+		go func() {
+			defer m.wg.Done()
+			if err := m.sandboxSrv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				m.Logger.Error("sandbox server stopped", "err", err)
+			}
+		}()
+		base = "http://" + ln.Addr().String()
+		m.SandboxURL = base
+		if key == "" {
+			key = "sk_test_floodgate_sandbox"
+		}
+	} else if cfg.Payments == "sandbox" && key == "" {
+		key = "sk_test_floodgate_sandbox"
+	}
+	return fgstripe.New(fgstripe.Options{SecretKey: key, APIBase: base, Timeout: cfg.ProviderTimeout,
+		Logger: m.Logger.With("component", "stripe")})
+}
+
+// browserHost is the host:port a browser on this machine reaches addr at.
+func browserHost(a net.Addr) string {
+	tcp, ok := a.(*net.TCPAddr)
+	if !ok || tcp.IP.IsUnspecified() || tcp.IP.IsLoopback() {
+		if ok {
+			return net.JoinHostPort("localhost", fmt.Sprint(tcp.Port))
+		}
+	}
+	return a.String()
+}

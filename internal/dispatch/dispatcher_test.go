@@ -1,0 +1,245 @@
+package dispatch
+
+import (
+	"context"
+	"crypto/sha256"
+	"fmt"
+	"net/http/httptest"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/floodgate/floodgate"
+	"github.com/floodgate/floodgate/internal/clocktest"
+	"github.com/floodgate/floodgate/internal/sandbox"
+	"github.com/floodgate/floodgate/internal/sqlite"
+	fgstripe "github.com/floodgate/floodgate/internal/stripe"
+)
+
+// rig is a dispatcher with real parts: a SQLite store, the sandbox over
+// real HTTP, and the stripe-go adapter pointed at it.
+type rig struct {
+	t     *testing.T
+	ctx   context.Context
+	store *sqlite.Store
+	sb    *sandbox.Server
+	disp  *Dispatcher
+	n     int
+}
+
+func newRig(t *testing.T, sbOpts sandbox.Options, change func(*Options)) *rig {
+	t.Helper()
+	old := confirmGap
+	confirmGap = 50 * time.Millisecond
+	t.Cleanup(func() { confirmGap = old })
+	ctx := context.Background()
+	store, err := sqlite.Open(ctx, sqlite.Options{Path: filepath.Join(t.TempDir(), "f.db")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = store.Close() })
+	now := time.Now().UTC()
+	c := &floodgate.Campaign{ID: "c", Name: "C", Currency: "eur", CreatedAt: now, UpdatedAt: now}
+	c.SetDefaults(now)
+	if err := store.CreateCampaign(ctx, c); err != nil {
+		t.Fatal(err)
+	}
+	if sbOpts.Seed == 0 {
+		sbOpts.Seed = 42
+	}
+	sb, err := sandbox.New(sbOpts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(sb)
+	t.Cleanup(func() { srv.Close(); _ = sb.Close() })
+	prov, err := fgstripe.New(fgstripe.Options{SecretKey: "sk_test_dispatch", APIBase: srv.URL, Timeout: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts := Options{Rate: 100, GlobalRate: 200, Workers: 8, Queue: 32, Claim: 16, Lease: time.Minute, CallTimeout: 5 * time.Second,
+		ActionTimeout: time.Hour, ReleaseAllOnStart: true, Poll: 10 * time.Millisecond, Policy: DefaultPolicy,
+		DeferWait: 100 * time.Millisecond}
+	opts.Policy.Base, opts.Policy.Cap = 10*time.Millisecond, 200*time.Millisecond
+	if change != nil {
+		change(&opts)
+	}
+	d := New(store, prov, opts)
+	if err := d.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(d.Stop)
+	return &rig{t: t, ctx: ctx, store: store, sb: sb, disp: d}
+}
+
+// accept stores n donations paying with pm and returns their ids.
+func (r *rig) accept(n int, pm string) []string {
+	r.t.Helper()
+	var ds []*floodgate.Donation
+	for range n {
+		r.n++
+		key := fmt.Sprintf("k%d", r.n)
+		h := sha256.Sum256([]byte(key))
+		ds = append(ds, &floodgate.Donation{CampaignID: "c", IdempotencyKey: key, RequestHash: h[:], Amount: 1000 + int64(r.n),
+			Currency: "eur", Email: "d@example.org", PaymentMethod: pm})
+	}
+	res, err := r.store.AcceptDonations(r.ctx, ds)
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	var ids []string
+	for _, x := range res {
+		ids = append(ids, x.Donation.ID)
+	}
+	r.disp.Wake()
+	return ids
+}
+
+// wait returns the donations once each has reached want.
+func (r *rig) wait(ids []string, want floodgate.DonationStatus) map[string]*floodgate.Donation {
+	r.t.Helper()
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		out := map[string]*floodgate.Donation{}
+		for _, id := range ids {
+			d, err := r.store.Donation(r.ctx, id)
+			if err != nil {
+				r.t.Fatal(err)
+			}
+			if d.Status == want {
+				out[id] = d
+			}
+		}
+		if len(out) == len(ids) {
+			return out
+		}
+		if time.Now().After(deadline) {
+			r.t.Fatalf("%d of %d donations reached %s in 2 minutes", len(out), len(ids), want)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// chargedOnce checks the provider's ledger: exactly one succeeded
+// PaymentIntent for each id, none charged twice.
+func (r *rig) chargedOnce(ids []string) {
+	r.t.Helper()
+	l := r.sb.Ledger()
+	if len(l.ChargedTwice) > 0 {
+		r.t.Fatalf("charged twice: %v", l.ChargedTwice)
+	}
+	succeeded := map[string]int{}
+	for _, e := range l.PaymentIntents {
+		if e.Status == "succeeded" {
+			succeeded[e.DonationID]++
+		}
+	}
+	for _, id := range ids {
+		if succeeded[id] != 1 {
+			r.t.Fatalf("donation %s: %d succeeded PaymentIntents (ledger %v)", id, succeeded[id], l.ByDonation[id])
+		}
+	}
+}
+
+// TestLostAnswersChargeOnce: half the provider's answers are lost after
+// the charge; resending the same key returns the stored answer.
+func TestLostAnswersChargeOnce(t *testing.T) {
+	r := newRig(t, sandbox.Options{LoseRate: 0.5}, nil)
+	ids := r.accept(40, "pm_card_visa")
+	r.wait(ids, floodgate.StatusSucceeded)
+	r.chargedOnce(ids)
+	if r.sb.Ledger().Counts.LostAnswers == 0 {
+		t.Fatal("no answer was lost: the test proved nothing")
+	}
+}
+
+// TestStoredServerErrorsAreLookedUp: the provider answers half the
+// charges with a 500 it stores under the key; resending cannot tell, so
+// the dispatcher looks the payment up, finds none, and charges with a new
+// key generation, exactly once.
+func TestStoredServerErrorsAreLookedUp(t *testing.T) {
+	r := newRig(t, sandbox.Options{FailRate: 0.5}, nil)
+	ids := r.accept(30, "pm_card_visa")
+	got := r.wait(ids, floodgate.StatusSucceeded)
+	r.chargedOnce(ids)
+	newKeys := 0
+	for _, d := range got {
+		newKeys += d.Attempt
+	}
+	if newKeys == 0 || r.sb.Ledger().Counts.InjectedFailures == 0 {
+		t.Fatalf("no new key generation after %d injected 500s: the lookup path did not run", r.sb.Ledger().Counts.InjectedFailures)
+	}
+}
+
+// TestForgottenKeyIsLookedUp: every charge executes and its answer is
+// lost, then the provider is out for longer than it keeps keys. Past the
+// retention the dispatcher must never resend a key (the provider would
+// charge again) but look the payment up.
+func TestForgottenKeyIsLookedUp(t *testing.T) {
+	r := newRig(t, sandbox.Options{LoseRate: 1, IdempotencyRetention: time.Second}, func(o *Options) {
+		o.Policy.KeyRetention = 800 * time.Millisecond
+		o.Policy.Base, o.Policy.Cap = 50*time.Millisecond, 200*time.Millisecond
+	})
+	ids := r.accept(20, "pm_card_visa")
+	deadline := time.Now().Add(time.Minute)
+	for len(r.sb.Ledger().PaymentIntents) < len(ids) {
+		if time.Now().After(deadline) {
+			t.Fatal("the charges never executed")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	cfg := r.sb.Config()
+	cfg.LoseRate, cfg.Outage = 0, sandbox.OutageReset
+	if err := r.sb.SetConfig(cfg); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(1500 * time.Millisecond) // longer than the provider keeps keys
+	cfg.Outage = sandbox.OutageNone
+	if err := r.sb.SetConfig(cfg); err != nil {
+		t.Fatal(err)
+	}
+	r.wait(ids, floodgate.StatusSucceeded)
+	r.chargedOnce(ids)
+}
+
+// TestExpiredActionsCanceledDespiteFailures: gifts left in
+// requires_action are canceled at the provider even when many cancels fail
+// with 500s stored under their keys: each retry takes a fresh key.
+func TestExpiredActionsCanceledDespiteFailures(t *testing.T) {
+	// The action timeout is long, and the dispatcher's clock jumps past it
+	// once every gift waits for its donor: a short timeout would race the
+	// charges themselves on a slow machine.
+	clock := &clocktest.Shifted{}
+	r := newRig(t, sandbox.Options{}, func(o *Options) {
+		o.Clock, o.ActionTimeout, o.CancelBackoff = clock, time.Hour, 20*time.Millisecond
+	})
+	ids := r.accept(10, "pm_card_authenticationRequired")
+	r.wait(ids, floodgate.StatusRequiresAction)
+	// From now on, most writes fail with a stored 500.
+	cfg := r.sb.Config()
+	cfg.FailRate = 0.6
+	if err := r.sb.SetConfig(cfg); err != nil {
+		t.Fatal(err)
+	}
+	clock.Jump(2 * time.Hour)
+	r.wait(ids, floodgate.StatusCanceled)
+	if r.sb.Ledger().Counts.InjectedFailures == 0 {
+		t.Fatal("no cancel failed: the test proved nothing")
+	}
+	for _, e := range r.sb.Ledger().PaymentIntents {
+		if e.Status != "canceled" {
+			t.Fatalf("PaymentIntent %s is %s at the provider", e.ID, e.Status)
+		}
+	}
+}
+
+// TestDeclineRecordedWithGenericCode: a card the bank refuses as stolen
+// ends failed with the generic code only.
+func TestDeclineRecordedWithGenericCode(t *testing.T) {
+	r := newRig(t, sandbox.Options{}, nil)
+	ids := r.accept(1, "pm_card_chargeDeclinedStolenCard")
+	d := r.wait(ids, floodgate.StatusFailed)[ids[0]]
+	if d.FailureCode != "card_declined" || d.PaymentIntentID == "" {
+		t.Fatalf("failed donation = %+v", d)
+	}
+}

@@ -1,0 +1,159 @@
+package ingest
+
+import (
+	"bytes"
+	"context"
+	"sync"
+	"time"
+
+	"github.com/floodgate/floodgate"
+)
+
+// Options configure a Service.
+type Options struct {
+	Batch BatcherOptions
+	// CampaignTTL is how long a campaign read from the store is trusted on
+	// the accept path. A change made on another node (a campaign closed)
+	// applies here within this time; changes made here apply at once.
+	CampaignTTL time.Duration
+	Clock       floodgate.Clock
+	// Guard, when set, limits attempts per address and email before
+	// anything is queued; Refused is told each refusal's reason.
+	Guard   *Guard
+	Refused func(reason string)
+}
+
+// Accepted is the answer to an accepted donation.
+type Accepted struct {
+	Donation *floodgate.Donation
+	// Replayed is set when the idempotency key had been used with the
+	// same request before: the donation is the one stored then.
+	Replayed   bool
+	DonorToken string
+}
+
+// Service validates donations and makes them durable through the batcher.
+type Service struct {
+	store   floodgate.Store
+	clock   floodgate.Clock
+	batcher *Batcher[*floodgate.Donation, floodgate.AcceptResult]
+	tokens  *Tokens
+	ttl     time.Duration
+	guard   *Guard
+	refused func(string)
+
+	mu        sync.RWMutex
+	campaigns map[string]cachedCampaign
+}
+
+type cachedCampaign struct {
+	c  *floodgate.Campaign
+	at time.Time
+}
+
+// New returns a started Service. Stop drains it.
+func New(ctx context.Context, store floodgate.Store, opts Options) (*Service, error) {
+	if opts.Clock == nil {
+		opts.Clock = floodgate.SystemClock{}
+	}
+	if opts.CampaignTTL <= 0 {
+		opts.CampaignTTL = time.Second
+	}
+	secret, err := store.Secret(ctx, "donor-token")
+	if err != nil {
+		return nil, err
+	}
+	s := &Service{store: store, clock: opts.Clock, tokens: NewTokens(secret), ttl: opts.CampaignTTL,
+		campaigns: map[string]cachedCampaign{}, guard: opts.Guard, refused: opts.Refused}
+	s.batcher = NewBatcher(opts.Batch, store.AcceptDonations)
+	return s, nil
+}
+
+// Tokens returns the donor-token maker this service hands out.
+func (s *Service) Tokens() *Tokens { return s.tokens }
+
+// QueueLen is the number of donations waiting for a commit.
+func (s *Service) QueueLen() int { return s.batcher.Len() }
+
+// Stop refuses new donations and commits those already queued.
+func (s *Service) Stop() { s.batcher.Stop() }
+
+// Campaign returns a campaign, from the cache when fresh. ENOTFOUND.
+func (s *Service) Campaign(ctx context.Context, id string) (*floodgate.Campaign, error) {
+	now := s.clock.Now()
+	s.mu.RLock()
+	e, ok := s.campaigns[id]
+	s.mu.RUnlock()
+	if ok && now.Sub(e.at) < s.ttl {
+		return e.c, nil
+	}
+	if !floodgate.ValidCampaignID(id) {
+		return nil, floodgate.Errorf(floodgate.ENOTFOUND, "Campaign %q not found.", id)
+	}
+	c, err := s.store.Campaign(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	s.Remember(c)
+	return c, nil
+}
+
+// Remember puts a campaign just written on this node in the cache.
+func (s *Service) Remember(c *floodgate.Campaign) {
+	s.mu.Lock()
+	s.campaigns[c.ID] = cachedCampaign{c: c, at: s.clock.Now()}
+	s.mu.Unlock()
+}
+
+// Donate validates body for campaignID and returns once the donation is
+// durable (or was already, for a replayed key). clientAddr is kept with
+// the donation; limitKey is what the per-address limit counts it under.
+func (s *Service) Donate(ctx context.Context, campaignID, key string, body []byte, clientAddr, limitKey string) (*Accepted, error) {
+	if msg := floodgate.CheckIdempotencyKey(key); msg != "" {
+		return nil, floodgate.Invalid("Idempotency-Key", "%s", msg)
+	}
+	c, err := s.Campaign(ctx, campaignID)
+	if err != nil {
+		return nil, err
+	}
+	req, err := DecodeDonation(body)
+	if err != nil {
+		return nil, err
+	}
+	d, err := req.Validate(c)
+	if err != nil {
+		return nil, err
+	}
+	if err := CheckOpen(c, s.clock.Now()); err != nil {
+		// A key accepted while the campaign was open still answers its
+		// donation: a donor whose 202 was lost at closing time retries.
+		prev, lookErr := s.store.DonationByKey(ctx, c.ID, key)
+		if lookErr != nil {
+			if floodgate.ErrorCode(lookErr) == floodgate.ENOTFOUND {
+				return nil, err
+			}
+			return nil, lookErr
+		}
+		if !bytes.Equal(prev.RequestHash, d.RequestHash) {
+			return nil, floodgate.Errorf(floodgate.EIDEMMISMATCH, "This Idempotency-Key was already used with a different request.")
+		}
+		return &Accepted{Donation: prev, Replayed: true, DonorToken: s.tokens.For(prev.ID)}, nil
+	}
+	if s.guard != nil {
+		if reason, err := s.guard.Allow(limitKey, floodgate.NormalizeEmail(d.Email), s.clock.Now()); err != nil {
+			if s.refused != nil {
+				s.refused(reason)
+			}
+			return nil, err
+		}
+	}
+	d.IdempotencyKey, d.ClientAddr = key, clientAddr
+	res, err := s.batcher.Submit(ctx, d)
+	if err != nil {
+		return nil, err
+	}
+	if res.Err != nil {
+		return nil, res.Err
+	}
+	return &Accepted{Donation: res.Donation, Replayed: res.Replayed, DonorToken: s.tokens.For(res.Donation.ID)}, nil
+}

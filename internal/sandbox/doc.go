@@ -1,0 +1,72 @@
+// Package sandbox is a Stripe-compatible payment server: the parts of
+// Stripe's API that floodgate uses, imitated closely enough that floodgate's
+// real stripe-go code runs against it unchanged. A rehearsal therefore
+// exercises exactly the code of the real night; only the URL differs.
+//
+// It serves, with Stripe's request and response shapes (form-encoded
+// requests, JSON bodies, Stripe's error bodies, Request-Id on every
+// response):
+//
+//	POST /v1/payment_intents              create, confirm=true confirms at once
+//	GET  /v1/payment_intents              list, newest first, cursor pagination
+//	GET  /v1/payment_intents/{id}         retrieve
+//	POST /v1/payment_intents/{id}/confirm confirm again (after a decline)
+//	POST /v1/payment_intents/{id}/cancel  cancel
+//	POST /v1/payment_methods              tokenise a test card (tok_visa, ...)
+//	GET  /v1/payment_methods/{id}         retrieve
+//	POST /v1/refunds                      refund, emits charge.refunded
+//	GET  /v1/refunds/{id}                 retrieve
+//
+// (publishable test keys are accepted for creating payment methods, as
+// Stripe.js uses them, and the API allows any origin, as Stripe's does),
+// and, outside Stripe's API, for people and tests:
+//
+//	GET  /_sandbox/3ds/{pi}                 the 3-D Secure challenge page
+//	POST /_sandbox/3ds/{pi}/complete|fail   approve or fail the challenge
+//	POST /_sandbox/payment_intents/{id}/dispute  open a dispute
+//	GET  /_sandbox/ledger                   every PaymentIntent, by donation
+//	GET  /_sandbox/cards                    the test cards and what they do
+//	GET  /_sandbox/config, POST /_sandbox/config  faults, changed at runtime
+//
+// The /_sandbox/ routes take no API key and are never rate limited: bind
+// the sandbox to a loopback address unless the challenge page must be
+// reachable from elsewhere.
+//
+// Stripe's test payment methods keep Stripe's meaning (pm_card_visa
+// succeeds, pm_card_chargeDeclined is declined with card_declined,
+// pm_card_authenticationRequired needs 3-D Secure, ...), and every test card
+// has a stable fingerprint. Idempotency follows Stripe exactly: the first
+// response of a request that began executing is stored, a 500 included,
+// and replayed for the retention; a key reused with other parameters or on
+// another endpoint is a 400 idempotency_error, a key still executing a
+// 409; after the retention the same key executes anew and charges again,
+// which is the danger floodgate must survive and so the sandbox reproduces
+// it. The contract suite (internal/stripe/stripetest) holds the sandbox to
+// the Stripe behaviour floodgate relies on; it also runs against Stripe's
+// own test mode when STRIPE_TEST_SECRET_KEY is set.
+//
+// Faults can be injected and changed while the server runs: latency, a 429
+// rate limit (token bucket, global and per endpoint), 500s before a write
+// takes effect (stored under the key, nothing charged), answers lost after
+// a write took effect (the response is stored, the connection closed
+// without it), and a full outage. Failures and lost answers apply to POSTs
+// only; reads are never faulted except by latency, limits and outages.
+//
+// Bounds. Everything the sandbox keeps is bounded: request bodies of at
+// most 1 MB and 1,000 fields; at most Options.MaxPaymentIntents
+// PaymentIntents and as many payment methods (default 500,000; beyond it
+// creation is refused with a 400); at most Options.MaxIdempotencyKeys
+// stored keys (default 250,000; beyond it the oldest finished key is
+// forgotten early, counted in the ledger); a webhook queue of
+// Options.WebhookQueue events plus as many awaiting a retry (default
+// 10,000; beyond it events are dropped, counted); and a journal rewritten
+// as a snapshot whenever it holds more than twice the records needed to
+// describe the live state (and at least 10,000).
+//
+// State lives in memory. With Options.StatePath every change is appended to
+// a JSON-lines journal and fsynced before the response is written, and the
+// journal is replayed on start, so a restarted sandbox remembers its
+// PaymentIntents, payment methods and idempotency keys. Close the sandbox
+// only after the HTTP server in front of it has stopped (ListenAndServe
+// does both in that order).
+package sandbox

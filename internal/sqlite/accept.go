@@ -1,0 +1,278 @@
+package sqlite
+
+import (
+	"context"
+	"crypto/sha256"
+	"database/sql"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+
+	"github.com/floodgate/floodgate"
+)
+
+// chunk is how many rows one multi-row INSERT carries: a batch of 512
+// donations is 16 statements, not 512.
+const chunk = 32
+
+// acceptState is the accept path's in-memory part: the next line number
+// and the idempotency index. Both are rebuilt from the file at Open and
+// changed only after a commit succeeds, so they always match what is on
+// disk; the process lock guarantees no other writer.
+type acceptState struct {
+	mu      sync.Mutex
+	nextSeq int64
+	// keys maps key_hash to the seq of the donation holding it; more holds
+	// further seqs for the (astronomically rare) hashes two keys share.
+	keys map[int64]int64
+	more map[int64][]int64
+
+	insChunk, insOne   *sql.Stmt
+	histChunk, histOne *sql.Stmt
+}
+
+const insertCols = `(seq, id, campaign_id, idempotency_key, key_hash, request_hash, amount, currency, email, name,
+	payment_method, anonymous, message, declaration, client_addr, status, created_at, updated_at)`
+
+const insertRow = `(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'accepted', ?, ?)`
+
+const historyRow = `(?, 0, 'accepted', ?, '', '')`
+
+func rows(row string, n int) string {
+	return strings.TrimSuffix(strings.Repeat(row+", ", n), ", ")
+}
+
+// openAccept prepares the accept statements and rebuilds the index.
+func (s *Store) openAccept(ctx context.Context) error {
+	a := &s.accept
+	a.keys, a.more = map[int64]int64{}, map[int64][]int64{}
+	for _, p := range []struct {
+		dst   **sql.Stmt
+		query string
+	}{
+		{&a.insChunk, `INSERT INTO donations ` + insertCols + ` VALUES ` + rows(insertRow, chunk)},
+		{&a.insOne, `INSERT INTO donations ` + insertCols + ` VALUES ` + insertRow},
+		{&a.histChunk, `INSERT INTO donation_history (donation_seq, n, status, at, failure_code, note) VALUES ` + rows(historyRow, chunk)},
+		{&a.histOne, `INSERT INTO donation_history (donation_seq, n, status, at, failure_code, note) VALUES ` + historyRow},
+	} {
+		st, err := s.w.PrepareContext(ctx, p.query)
+		if err != nil {
+			return fmt.Errorf("prepare accept statement: %w", err)
+		}
+		*p.dst = st
+	}
+	if err := s.w.QueryRowContext(ctx, `SELECT COALESCE(MAX(seq), 0) + 1 FROM donations`).Scan(&a.nextSeq); err != nil {
+		return err
+	}
+	r, err := s.w.QueryContext(ctx, `SELECT key_hash, seq FROM donations`)
+	if err != nil {
+		return err
+	}
+	defer r.Close()
+	for r.Next() {
+		var h, seq int64
+		if err := r.Scan(&h, &seq); err != nil {
+			return err
+		}
+		a.add(h, seq)
+	}
+	return r.Err()
+}
+
+func (a *acceptState) add(h, seq int64) {
+	if _, taken := a.keys[h]; taken {
+		a.more[h] = append(a.more[h], seq)
+		return
+	}
+	a.keys[h] = seq
+}
+
+// candidates lists the seqs whose key may be the one hashed to h.
+func (a *acceptState) candidates(h int64) []int64 {
+	seq, ok := a.keys[h]
+	if !ok {
+		return nil
+	}
+	return append([]int64{seq}, a.more[h]...)
+}
+
+// hashKey is keyHash; tests replace it to force collisions.
+var hashKey = keyHash
+
+// keyHash is the first 8 bytes of SHA-256(campaign NUL key): a stored,
+// stable fingerprint of an idempotency key in its campaign. Equal hashes
+// are always confirmed against the row's campaign and key.
+func keyHash(campaign, key string) int64 {
+	h := sha256.New()
+	h.Write([]byte(campaign))
+	h.Write([]byte{0})
+	h.Write([]byte(key))
+	var sum [sha256.Size]byte
+	return int64(binary.BigEndian.Uint64(h.Sum(sum[:0])))
+}
+
+// AcceptDonations implements floodgate.Store: one BEGIN IMMEDIATE ...
+// COMMIT for the whole batch, so the batch costs one fsync, with
+// multi-row inserts and no B-tree index over random keys.
+func (s *Store) AcceptDonations(ctx context.Context, ds []*floodgate.Donation) ([]floodgate.AcceptResult, error) {
+	a := &s.accept
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	now := s.clock.Now()
+	tx, err := s.w.BeginTx(ctx, nil)
+	if err != nil {
+		return nil, err
+	}
+	defer func() { _ = tx.Rollback() }()
+
+	// Campaigns are checked once per batch, not once per donation.
+	known := map[string]bool{}
+	for _, d := range ds {
+		if _, seen := known[d.CampaignID]; seen {
+			continue
+		}
+		var one int
+		err := tx.QueryRowContext(ctx, `SELECT 1 FROM campaigns WHERE id = ?`, d.CampaignID).Scan(&one)
+		if err != nil && !errors.Is(err, sql.ErrNoRows) {
+			return nil, err
+		}
+		known[d.CampaignID] = err == nil
+	}
+
+	results := make([]floodgate.AcceptResult, len(ds))
+	next := a.nextSeq
+	type added struct {
+		hash int64
+		d    *floodgate.Donation
+	}
+	var fresh []added
+	batch := map[int64][]*floodgate.Donation{} // this batch's new donations by key hash
+	deltas := map[string]floodgate.TotalsDelta{}
+	for i, d := range ds {
+		if !known[d.CampaignID] {
+			results[i].Err = floodgate.Errorf(floodgate.ENOTFOUND, "Campaign %q not found.", d.CampaignID)
+			continue
+		}
+		h := hashKey(d.CampaignID, d.IdempotencyKey)
+		prev, err := s.findKey(ctx, tx, h, d, batch[h])
+		if err != nil {
+			return nil, err
+		}
+		if prev != nil {
+			results[i] = replayOf(prev, d)
+			continue
+		}
+		nd := *d
+		if nd.ID == "" {
+			nd.ID = floodgate.NewID(floodgate.DonationIDPrefix)
+		}
+		nd.Seq, nd.Status, nd.CreatedAt, nd.UpdatedAt = next, floodgate.StatusAccepted, now, now
+		next++
+		fresh = append(fresh, added{h, &nd})
+		batch[h] = append(batch[h], &nd)
+		results[i].Donation = &nd
+		delta := deltas[d.CampaignID]
+		delta.Add(floodgate.Delta("", floodgate.StatusAccepted, d.Amount))
+		deltas[d.CampaignID] = delta
+	}
+
+	at := nanos(now)
+	insChunk, insOne := tx.StmtContext(ctx, a.insChunk), tx.StmtContext(ctx, a.insOne)
+	histChunk, histOne := tx.StmtContext(ctx, a.histChunk), tx.StmtContext(ctx, a.histOne)
+	args := make([]any, 0, chunk*17)
+	hargs := make([]any, 0, chunk*2)
+	for start := 0; start < len(fresh); start += chunk {
+		part := fresh[start:min(start+chunk, len(fresh))]
+		args, hargs = args[:0], hargs[:0]
+		for _, f := range part {
+			d := f.d
+			args = append(args, d.Seq, d.ID, d.CampaignID, d.IdempotencyKey, f.hash, d.RequestHash, d.Amount, d.Currency,
+				d.Email, d.Name, d.PaymentMethod, d.Anonymous, d.Message, declarationText(d.Declaration), d.ClientAddr, at, at)
+			hargs = append(hargs, d.Seq, at)
+		}
+		ins, hist := insChunk, histChunk
+		if len(part) < chunk {
+			ins, hist = insOne, histOne
+		}
+		if len(part) == chunk {
+			if _, err := ins.ExecContext(ctx, args...); err != nil {
+				return nil, err
+			}
+			if _, err := hist.ExecContext(ctx, hargs...); err != nil {
+				return nil, err
+			}
+			continue
+		}
+		for j := range part {
+			if _, err := ins.ExecContext(ctx, args[j*17:(j+1)*17]...); err != nil {
+				return nil, err
+			}
+			if _, err := hist.ExecContext(ctx, hargs[j*2:(j+1)*2]...); err != nil {
+				return nil, err
+			}
+		}
+	}
+	if err := s.applyTotals(ctx, tx, deltas, now); err != nil {
+		return nil, err
+	}
+	if err := tx.Commit(); err != nil {
+		return nil, err
+	}
+	// Durable: now the in-memory index may learn of it.
+	a.nextSeq = next
+	for _, f := range fresh {
+		a.add(f.hash, f.d.Seq)
+	}
+	return results, nil
+}
+
+// findKey returns the donation already holding d's idempotency key in its
+// campaign: one of this batch's new donations, or one in the file.
+func (s *Store) findKey(ctx context.Context, tx *sql.Tx, h int64, d *floodgate.Donation, inBatch []*floodgate.Donation) (*floodgate.Donation, error) {
+	for _, b := range inBatch {
+		if b.CampaignID == d.CampaignID && b.IdempotencyKey == d.IdempotencyKey {
+			return b, nil
+		}
+	}
+	for _, seq := range s.accept.candidates(h) {
+		prev, err := scanDonation(tx.QueryRowContext(ctx, `SELECT `+donationCols+` FROM donations WHERE seq = ?`, seq))
+		if err != nil {
+			return nil, fmt.Errorf("idempotency index names seq %d: %w", seq, err)
+		}
+		if prev.CampaignID == d.CampaignID && prev.IdempotencyKey == d.IdempotencyKey {
+			return prev, nil
+		}
+	}
+	return nil, nil
+}
+
+// DonationByKey implements floodgate.Store through the in-memory index.
+func (s *Store) DonationByKey(ctx context.Context, campaignID, key string) (*floodgate.Donation, error) {
+	a := &s.accept
+	a.mu.Lock()
+	seqs := a.candidates(hashKey(campaignID, key))
+	a.mu.Unlock()
+	for _, seq := range seqs {
+		d, err := scanDonation(s.r.QueryRowContext(ctx, `SELECT `+donationCols+` FROM donations WHERE seq = ?`, seq))
+		if err != nil {
+			return nil, err
+		}
+		if d.CampaignID == campaignID && d.IdempotencyKey == key {
+			return d, nil
+		}
+	}
+	return nil, floodgate.Errorf(floodgate.ENOTFOUND, "No donation holds this Idempotency-Key.")
+}
+
+// replayOf answers a request whose key is already held by prev: the same
+// request gets prev, another request an idempotency mismatch.
+func replayOf(prev, d *floodgate.Donation) floodgate.AcceptResult {
+	if !slices.Equal(prev.RequestHash, d.RequestHash) {
+		return floodgate.AcceptResult{Err: floodgate.Errorf(floodgate.EIDEMMISMATCH,
+			"This Idempotency-Key was already used with a different request.")}
+	}
+	return floodgate.AcceptResult{Donation: prev, Replayed: true}
+}

@@ -1,0 +1,733 @@
+// Package storetest is the one suite every floodgate.Store must pass, so
+// that SQLite and PostgreSQL are proven to behave the same.
+package storetest
+
+import (
+	"context"
+	"crypto/sha256"
+	"fmt"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/floodgate/floodgate"
+	"github.com/floodgate/floodgate/internal/clocktest"
+)
+
+// Opener returns a fresh, empty store whose accept stamps come from clock.
+// The suite closes it.
+type Opener func(tb testing.TB, clock floodgate.Clock) floodgate.Store
+
+// Epoch is where the suite's clock starts.
+var Epoch = time.Date(2026, 12, 4, 20, 0, 0, 0, time.UTC)
+
+type fixture struct {
+	tb    testing.TB
+	ctx   context.Context
+	store floodgate.Store
+	clock *clocktest.Manual
+	n     int
+}
+
+func newFixture(t *testing.T, open Opener) *fixture {
+	t.Helper()
+	clock := clocktest.New(Epoch)
+	s := open(t, clock)
+	t.Cleanup(func() { _ = s.Close() })
+	return &fixture{tb: t, ctx: context.Background(), store: s, clock: clock}
+}
+
+func (f *fixture) campaign(id string) *floodgate.Campaign {
+	f.tb.Helper()
+	c := &floodgate.Campaign{ID: id, Name: "Campaign " + id, Currency: "eur", Goal: 1_000_000,
+		SuggestedAmounts: []int64{1000, 2500}, TaxSchemes: []string{floodgate.SchemeIE},
+		CreatedAt: f.clock.Now(), UpdatedAt: f.clock.Now()}
+	c.SetDefaults(f.clock.Now())
+	if err := f.store.CreateCampaign(f.ctx, c); err != nil {
+		f.tb.Fatalf("CreateCampaign(%s): %v", id, err)
+	}
+	return c
+}
+
+// donation returns an unsaved donation with a fresh key and hash.
+func (f *fixture) donation(campaign string, amount int64) *floodgate.Donation {
+	f.n++
+	key := fmt.Sprintf("key-%d", f.n)
+	h := sha256.Sum256([]byte(key))
+	return &floodgate.Donation{CampaignID: campaign, IdempotencyKey: key, RequestHash: h[:],
+		Amount: amount, Currency: "eur", Email: fmt.Sprintf("d%d@example.org", f.n), Name: "Donor",
+		PaymentMethod: "pm_card_visa", Message: "Go on!", ClientAddr: "192.0.2.1",
+		Declaration: &floodgate.Declaration{Scheme: floodgate.SchemeIE, TextVersion: "2026-01", FirstName: "A", LastName: "B"}}
+}
+
+func (f *fixture) accept(ds ...*floodgate.Donation) []floodgate.AcceptResult {
+	f.tb.Helper()
+	res, err := f.store.AcceptDonations(f.ctx, ds)
+	if err != nil {
+		f.tb.Fatalf("AcceptDonations: %v", err)
+	}
+	if len(res) != len(ds) {
+		f.tb.Fatalf("AcceptDonations returned %d results for %d donations", len(res), len(ds))
+	}
+	return res
+}
+
+func (f *fixture) acceptNew(campaign string, amounts ...int64) []*floodgate.Donation {
+	f.tb.Helper()
+	var ds []*floodgate.Donation
+	for _, a := range amounts {
+		ds = append(ds, f.donation(campaign, a))
+	}
+	var out []*floodgate.Donation
+	for i, r := range f.accept(ds...) {
+		if r.Err != nil || r.Replayed {
+			f.tb.Fatalf("donation %d: err %v replayed %v", i, r.Err, r.Replayed)
+		}
+		out = append(out, r.Donation)
+	}
+	return out
+}
+
+func (f *fixture) totals(campaign string) floodgate.Totals {
+	f.tb.Helper()
+	t, err := f.store.Totals(f.ctx, campaign)
+	if err != nil {
+		f.tb.Fatalf("Totals(%s): %v", campaign, err)
+	}
+	return *t
+}
+
+func (f *fixture) get(id string) *floodgate.Donation {
+	f.tb.Helper()
+	d, err := f.store.Donation(f.ctx, id)
+	if err != nil {
+		f.tb.Fatalf("Donation(%s): %v", id, err)
+	}
+	return d
+}
+
+func (f *fixture) claim(owner string, n int) []*floodgate.Donation {
+	f.tb.Helper()
+	ds, err := f.store.ClaimDonations(f.ctx, owner, n, f.clock.Now(), time.Minute)
+	if err != nil {
+		f.tb.Fatalf("ClaimDonations: %v", err)
+	}
+	return ds
+}
+
+func (f *fixture) settle(s floodgate.Settlement) *floodgate.Donation {
+	f.tb.Helper()
+	if s.At.IsZero() {
+		s.At = f.clock.Now()
+	}
+	d, err := f.store.Settle(f.ctx, s)
+	if err != nil {
+		f.tb.Fatalf("Settle(%+v): %v", s, err)
+	}
+	return d
+}
+
+func wantCode(tb testing.TB, err error, code string) {
+	tb.Helper()
+	if got := floodgate.ErrorCode(err); got != code {
+		tb.Fatalf("error code = %q (%v), want %q", got, err, code)
+	}
+}
+
+func wantTotals(tb testing.TB, got floodgate.Totals, raised, donations, pending, pendingCount, waiting int64) {
+	tb.Helper()
+	if got.Raised != raised || got.Donations != donations || got.Pending != pending ||
+		got.PendingCount != pendingCount || got.Waiting != waiting {
+		tb.Fatalf("totals = raised %d donations %d pending %d (%d) waiting %d; want %d %d %d (%d) %d",
+			got.Raised, got.Donations, got.Pending, got.PendingCount, got.Waiting,
+			raised, donations, pending, pendingCount, waiting)
+	}
+}
+
+func ids(ds []*floodgate.Donation) []string {
+	var out []string
+	for _, d := range ds {
+		out = append(out, d.ID)
+	}
+	return out
+}
+
+// Run runs the whole suite against stores made by open.
+func Run(t *testing.T, open Opener) {
+	t.Run("Campaigns", func(t *testing.T) { testCampaigns(t, open) })
+	t.Run("Accept", func(t *testing.T) { testAccept(t, open) })
+	t.Run("Idempotency", func(t *testing.T) { testIdempotency(t, open) })
+	t.Run("ConcurrentSameKey", func(t *testing.T) { testConcurrentSameKey(t, open) })
+	t.Run("ClaimFIFO", func(t *testing.T) { testClaimFIFO(t, open) })
+	t.Run("Leases", func(t *testing.T) { testLeases(t, open) })
+	t.Run("Settle", func(t *testing.T) { testSettle(t, open) })
+	t.Run("NewPaymentMethod", func(t *testing.T) { testNewPaymentMethod(t, open) })
+	t.Run("Cancel", func(t *testing.T) { testCancel(t, open) })
+	t.Run("RequiresAction", func(t *testing.T) { testRequiresAction(t, open) })
+	t.Run("NewKeyGeneration", func(t *testing.T) { testNewKeyGeneration(t, open) })
+	t.Run("Backlog", func(t *testing.T) { testBacklog(t, open) })
+	t.Run("Reverse", func(t *testing.T) { testReverse(t, open) })
+	t.Run("Budget", func(t *testing.T) { testBudget(t, open) })
+	t.Run("SettingsAndBlocks", func(t *testing.T) { testSettingsAndBlocks(t, open) })
+	t.Run("Secret", func(t *testing.T) { testSecret(t, open) })
+}
+
+func testCampaigns(t *testing.T, open Opener) {
+	f := newFixture(t, open)
+	c := f.campaign("spring-appeal")
+	wantCode(t, f.store.CreateCampaign(f.ctx, c), floodgate.ECONFLICT)
+
+	got, err := f.store.Campaign(f.ctx, "spring-appeal")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Name != c.Name || got.Currency != "eur" || got.MinAmount != 50 || got.Goal != c.Goal ||
+		!slices.Equal(got.SuggestedAmounts, c.SuggestedAmounts) || !slices.Equal(got.TaxSchemes, c.TaxSchemes) ||
+		!got.OpensAt.Equal(c.OpensAt) || got.ClosesAt != nil {
+		t.Fatalf("Campaign = %+v, want %+v", got, c)
+	}
+	_, err = f.store.Campaign(f.ctx, "nope")
+	wantCode(t, err, floodgate.ENOTFOUND)
+
+	f.campaign("autumn")
+	all, err := f.store.Campaigns(f.ctx)
+	if err != nil || len(all) != 2 {
+		t.Fatalf("Campaigns = %d, %v; want 2", len(all), err)
+	}
+
+	name, goal, closes := "Renamed", int64(5), Epoch.Add(-time.Minute)
+	upd, err := f.store.UpdateCampaign(f.ctx, "spring-appeal", floodgate.CampaignUpdate{Name: &name, Goal: &goal, ClosesAt: &closes}, Epoch)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if upd.Name != name || upd.Goal != goal || upd.ClosesAt == nil || upd.State(Epoch) != floodgate.CampaignClosed {
+		t.Fatalf("UpdateCampaign = %+v", upd)
+	}
+	if got, _ := f.store.Campaign(f.ctx, "spring-appeal"); got.Name != name || got.ClosesAt == nil || !got.ClosesAt.Equal(closes) {
+		t.Fatalf("after update Campaign = %+v", got)
+	}
+	bad := []int64{1}
+	_, err = f.store.UpdateCampaign(f.ctx, "spring-appeal", floodgate.CampaignUpdate{SuggestedAmounts: &bad}, Epoch)
+	wantCode(t, err, floodgate.EINVALID)
+	_, err = f.store.UpdateCampaign(f.ctx, "nope", floodgate.CampaignUpdate{Name: &name}, Epoch)
+	wantCode(t, err, floodgate.ENOTFOUND)
+
+	wantTotals(t, f.totals("autumn"), 0, 0, 0, 0, 0)
+	_, err = f.store.Totals(f.ctx, "nope")
+	wantCode(t, err, floodgate.ENOTFOUND)
+}
+
+func testAccept(t *testing.T, open Opener) {
+	f := newFixture(t, open)
+	f.campaign("c")
+	ds := f.acceptNew("c", 1000, 2500, 50)
+	seen := map[string]bool{}
+	for i, d := range ds {
+		if !floodgate.ValidID(floodgate.DonationIDPrefix, d.ID) || seen[d.ID] {
+			t.Fatalf("donation %d id %q: not a fresh don_ id", i, d.ID)
+		}
+		seen[d.ID] = true
+		if d.Status != floodgate.StatusAccepted || !d.CreatedAt.Equal(Epoch) {
+			t.Fatalf("donation %d = %+v", i, d)
+		}
+		if i > 0 && d.Seq <= ds[i-1].Seq {
+			t.Fatalf("seq not increasing: %d then %d", ds[i-1].Seq, d.Seq)
+		}
+		got := f.get(d.ID)
+		if got.Amount != d.Amount || got.Email != d.Email || got.Seq != d.Seq || got.Declaration == nil ||
+			got.Declaration.Scheme != floodgate.SchemeIE || got.ClientAddr != "192.0.2.1" || got.KeySince != nil {
+			t.Fatalf("stored donation = %+v, want %+v", got, d)
+		}
+		h, err := f.store.History(f.ctx, d.ID)
+		if err != nil || len(h) != 1 || h[0].Status != floodgate.StatusAccepted {
+			t.Fatalf("History = %+v, %v", h, err)
+		}
+	}
+	wantTotals(t, f.totals("c"), 0, 0, 3550, 3, 3)
+
+	// A donation for an unknown campaign fails alone; its batch still commits.
+	res := f.accept(f.donation("missing", 100), f.donation("c", 100))
+	wantCode(t, res[0].Err, floodgate.ENOTFOUND)
+	if res[1].Err != nil || res[1].Donation == nil {
+		t.Fatalf("second result = %+v", res[1])
+	}
+	wantTotals(t, f.totals("c"), 0, 0, 3650, 4, 4)
+
+	_, err := f.store.Donation(f.ctx, "don_nope")
+	wantCode(t, err, floodgate.ENOTFOUND)
+	_, err = f.store.History(f.ctx, "don_nope")
+	wantCode(t, err, floodgate.ENOTFOUND)
+}
+
+func testIdempotency(t *testing.T, open Opener) {
+	f := newFixture(t, open)
+	f.campaign("c")
+	f.campaign("other")
+	d := f.donation("c", 1000)
+	first := f.accept(d)[0]
+
+	again := *d
+	res := f.accept(&again)[0]
+	if res.Err != nil || !res.Replayed || res.Donation.ID != first.Donation.ID {
+		t.Fatalf("replay = %+v, want same id %s", res, first.Donation.ID)
+	}
+
+	byKey, err := f.store.DonationByKey(f.ctx, "c", d.IdempotencyKey)
+	if err != nil || byKey.ID != first.Donation.ID {
+		t.Fatalf("DonationByKey = %+v, %v; want %s", byKey, err, first.Donation.ID)
+	}
+	_, err = f.store.DonationByKey(f.ctx, "other", d.IdempotencyKey)
+	wantCode(t, err, floodgate.ENOTFOUND)
+	_, err = f.store.DonationByKey(f.ctx, "c", "never-used")
+	wantCode(t, err, floodgate.ENOTFOUND)
+
+	changed := *d
+	changed.Amount = 2000
+	changed.RequestHash = []byte("another body")
+	wantCode(t, f.accept(&changed)[0].Err, floodgate.EIDEMMISMATCH)
+
+	// Keys are scoped to the campaign.
+	elsewhere := *d
+	elsewhere.CampaignID = "other"
+	res = f.accept(&elsewhere)[0]
+	if res.Err != nil || res.Replayed || res.Donation.ID == first.Donation.ID {
+		t.Fatalf("same key in another campaign = %+v, want a new donation", res)
+	}
+
+	// The same key twice in one batch: one donation, both answered with it.
+	x := f.donation("c", 700)
+	y := *x
+	rs := f.accept(x, &y)
+	if rs[0].Err != nil || rs[1].Err != nil || rs[0].Donation.ID != rs[1].Donation.ID || rs[0].Replayed || !rs[1].Replayed {
+		t.Fatalf("same key in one batch = %+v / %+v", rs[0], rs[1])
+	}
+	wantTotals(t, f.totals("c"), 0, 0, 1700, 2, 2)
+}
+
+func testConcurrentSameKey(t *testing.T, open Opener) {
+	f := newFixture(t, open)
+	f.campaign("c")
+	d := f.donation("c", 1000)
+	const n = 8
+	var (
+		wg  sync.WaitGroup
+		mu  sync.Mutex
+		got = map[string]int{}
+	)
+	for range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c := *d
+			res, err := f.store.AcceptDonations(f.ctx, []*floodgate.Donation{&c})
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				got["error: "+err.Error()]++
+				return
+			}
+			got[res[0].Donation.ID]++
+		}()
+	}
+	wg.Wait()
+	if len(got) != 1 {
+		t.Fatalf("concurrent accepts of one key gave %v, want one id", got)
+	}
+	wantTotals(t, f.totals("c"), 0, 0, 1000, 1, 1)
+}
+
+func testClaimFIFO(t *testing.T, open Opener) {
+	f := newFixture(t, open)
+	f.campaign("a")
+	f.campaign("b")
+	var want []string
+	for i := range 5 {
+		c := "a"
+		if i%2 == 1 {
+			c = "b"
+		}
+		want = append(want, f.acceptNew(c, 100)[0].ID)
+	}
+	first := f.claim("d1", 2)
+	if !slices.Equal(ids(first), want[:2]) {
+		t.Fatalf("first claim = %v, want %v", ids(first), want[:2])
+	}
+	for _, d := range first {
+		if d.Status != floodgate.StatusProcessing || d.ClaimedBy != "d1" || d.KeySince == nil || !d.KeySince.Equal(Epoch) ||
+			d.LeaseUntil == nil || !d.LeaseUntil.Equal(Epoch.Add(time.Minute)) {
+			t.Fatalf("claimed donation = %+v", d)
+		}
+	}
+	wantTotals(t, f.totals("a"), 0, 0, 300, 3, 2)
+	wantTotals(t, f.totals("b"), 0, 0, 200, 2, 1)
+	if rest := f.claim("d1", 10); !slices.Equal(ids(rest), want[2:]) {
+		t.Fatalf("second claim = %v, want %v", ids(rest), want[2:])
+	}
+	if none := f.claim("d1", 10); len(none) != 0 {
+		t.Fatalf("third claim = %v, want none", ids(none))
+	}
+	h, _ := f.store.History(f.ctx, want[0])
+	if len(h) != 2 || h[1].Status != floodgate.StatusProcessing {
+		t.Fatalf("History = %+v", h)
+	}
+}
+
+func testLeases(t *testing.T, open Opener) {
+	f := newFixture(t, open)
+	f.campaign("c")
+	ds := f.acceptNew("c", 100, 200)
+	claimed := f.claim("dead", 1)
+	if len(claimed) != 1 || claimed[0].ID != ds[0].ID {
+		t.Fatalf("claim = %v", ids(claimed))
+	}
+	keySince := *claimed[0].KeySince
+
+	// While the lease holds, nobody else gets it.
+	f.clock.Advance(30 * time.Second)
+	if got := f.claim("alive", 5); !slices.Equal(ids(got), []string{ds[1].ID}) {
+		t.Fatalf("claim during lease = %v, want only %s", ids(got), ds[1].ID)
+	}
+	if err := f.store.ExtendLeases(f.ctx, "alive", f.clock.Now().Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+
+	// After it expires, the orphan resumes with its key unchanged.
+	f.clock.Advance(time.Minute)
+	got := f.claim("alive", 5)
+	if !slices.Equal(ids(got), []string{ds[0].ID}) {
+		t.Fatalf("claim after expiry = %v, want the orphan %s (and not the extended %s)", ids(got), ds[0].ID, ds[1].ID)
+	}
+	if d := got[0]; d.ClaimedBy != "alive" || d.Attempt != 0 || !d.KeySince.Equal(keySince) || d.Status != floodgate.StatusProcessing {
+		t.Fatalf("resumed orphan = %+v", d)
+	}
+
+	// Releasing every lease (a single-node restart) makes all resumable at once.
+	if err := f.store.ReleaseLeases(f.ctx, ""); err != nil {
+		t.Fatal(err)
+	}
+	if got := f.claim("next", 5); len(got) != 2 {
+		t.Fatalf("claim after release = %v, want both", ids(got))
+	}
+	if err := f.store.ReleaseLeases(f.ctx, "next"); err != nil {
+		t.Fatal(err)
+	}
+	if got := f.claim("other", 5); len(got) != 2 {
+		t.Fatalf("claim after owner release = %v, want both", ids(got))
+	}
+	wantTotals(t, f.totals("c"), 0, 0, 300, 2, 0)
+
+	// Deferring gives the claim up until a later time.
+	if err := f.store.Defer(f.ctx, ds[0].ID, f.clock.Now().Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.store.ExtendLeases(f.ctx, "other", f.clock.Now().Add(2*time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	f.clock.Advance(time.Hour + time.Second)
+	if got := f.claim("later", 5); !slices.Equal(ids(got), []string{ds[0].ID}) {
+		t.Fatalf("claim after defer = %v, want %s", ids(got), ds[0].ID)
+	}
+	accepted := f.acceptNew("c", 100)[0]
+	wantCode(t, f.store.Defer(f.ctx, accepted.ID, f.clock.Now()), floodgate.ESTATE)
+}
+
+func testSettle(t *testing.T, open Opener) {
+	f := newFixture(t, open)
+	f.campaign("c")
+	ds := f.acceptNew("c", 1000, 2000)
+	f.claim("d", 2)
+	f.clock.Advance(time.Second)
+
+	ok := f.settle(floodgate.Settlement{DonationID: ds[0].ID, Status: floodgate.StatusSucceeded, PaymentIntentID: "pi_1", ClientSecret: "pi_1_secret"})
+	if ok.Status != floodgate.StatusSucceeded || ok.PaymentIntentID != "pi_1" || ok.ClaimedBy != "" || ok.LeaseUntil != nil ||
+		!ok.UpdatedAt.Equal(Epoch.Add(time.Second)) {
+		t.Fatalf("settled = %+v", ok)
+	}
+	bad := f.settle(floodgate.Settlement{DonationID: ds[1].ID, Status: floodgate.StatusFailed, PaymentIntentID: "pi_2", FailureCode: "card_declined"})
+	if bad.Status != floodgate.StatusFailed || bad.FailureCode != "card_declined" {
+		t.Fatalf("failed = %+v", bad)
+	}
+	tot := f.totals("c")
+	wantTotals(t, tot, 1000, 1, 0, 0, 0)
+	if tot.Pledged() != 1000 || !tot.UpdatedAt.Equal(Epoch.Add(time.Second)) {
+		t.Fatalf("pledged %d updated %v", tot.Pledged(), tot.UpdatedAt)
+	}
+
+	// State moves only forward: a late failure never overwrites a success.
+	d, err := f.store.Settle(f.ctx, floodgate.Settlement{DonationID: ds[0].ID, Status: floodgate.StatusFailed, At: f.clock.Now()})
+	wantCode(t, err, floodgate.ESTATE)
+	if d == nil || d.Status != floodgate.StatusSucceeded {
+		t.Fatalf("ESTATE settle returned %+v, want the unchanged donation", d)
+	}
+	// A success the provider reports after a failure is always recorded.
+	f.settle(floodgate.Settlement{DonationID: ds[1].ID, Status: floodgate.StatusSucceeded})
+	wantTotals(t, f.totals("c"), 3000, 2, 0, 0, 0)
+
+	h, _ := f.store.History(f.ctx, ds[1].ID)
+	var statuses []floodgate.DonationStatus
+	for _, c := range h {
+		statuses = append(statuses, c.Status)
+	}
+	if !slices.Equal(statuses, []floodgate.DonationStatus{"accepted", "processing", "failed", "succeeded"}) || h[2].FailureCode != "card_declined" {
+		t.Fatalf("history = %+v", h)
+	}
+	_, err = f.store.Settle(f.ctx, floodgate.Settlement{DonationID: "don_nope", Status: floodgate.StatusSucceeded})
+	wantCode(t, err, floodgate.ENOTFOUND)
+}
+
+func testNewPaymentMethod(t *testing.T, open Opener) {
+	f := newFixture(t, open)
+	f.campaign("c")
+	ds := f.acceptNew("c", 1000, 2000)
+	f.claim("d", 1)
+	f.settle(floodgate.Settlement{DonationID: ds[0].ID, Status: floodgate.StatusFailed, PaymentIntentID: "pi_1", FailureCode: "card_declined"})
+	_, err := f.store.ReplacePaymentMethod(f.ctx, ds[1].ID, "pm_card_mastercard", f.clock.Now())
+	wantCode(t, err, floodgate.ESTATE)
+
+	d, err := f.store.ReplacePaymentMethod(f.ctx, ds[0].ID, "pm_card_mastercard", f.clock.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d.Status != floodgate.StatusAccepted || d.PaymentMethod != "pm_card_mastercard" || d.Attempt != 1 ||
+		d.KeySince != nil || d.FailureCode != "" || d.Seq != ds[0].Seq || d.PaymentIntentID != "pi_1" {
+		t.Fatalf("replaced = %+v", d)
+	}
+	wantTotals(t, f.totals("c"), 0, 0, 3000, 2, 2)
+	// It keeps its place: ahead of the gift accepted after it.
+	if got := f.claim("d", 1); !slices.Equal(ids(got), []string{ds[0].ID}) {
+		t.Fatalf("claim = %v, want %s first", ids(got), ds[0].ID)
+	}
+}
+
+func testCancel(t *testing.T, open Opener) {
+	f := newFixture(t, open)
+	f.campaign("c")
+	ds := f.acceptNew("c", 1000, 2000)
+	d, err := f.store.CancelDonation(f.ctx, ds[0].ID, f.clock.Now())
+	if err != nil || d.Status != floodgate.StatusCanceled {
+		t.Fatalf("cancel = %+v, %v", d, err)
+	}
+	wantTotals(t, f.totals("c"), 0, 0, 2000, 1, 1)
+	f.claim("d", 1)
+	_, err = f.store.CancelDonation(f.ctx, ds[1].ID, f.clock.Now())
+	wantCode(t, err, floodgate.ESTATE)
+	_, err = f.store.CancelDonation(f.ctx, ds[0].ID, f.clock.Now())
+	wantCode(t, err, floodgate.ESTATE)
+	_, err = f.store.CancelDonation(f.ctx, "don_nope", f.clock.Now())
+	wantCode(t, err, floodgate.ENOTFOUND)
+}
+
+func testRequiresAction(t *testing.T, open Opener) {
+	f := newFixture(t, open)
+	f.campaign("c")
+	ds := f.acceptNew("c", 1000, 2000)
+	f.claim("d", 2)
+	next := []byte(`{"type":"use_stripe_sdk"}`)
+	for _, d := range ds {
+		got := f.settle(floodgate.Settlement{DonationID: d.ID, Status: floodgate.StatusRequiresAction,
+			PaymentIntentID: "pi_" + d.ID, ClientSecret: "secret_" + d.ID, NextAction: next})
+		if got.Status != floodgate.StatusRequiresAction || string(got.NextAction) != string(next) ||
+			got.ClientSecret != "secret_"+d.ID || got.ActionSince == nil {
+			t.Fatalf("requires_action = %+v", got)
+		}
+		f.clock.Advance(time.Minute)
+	}
+	wantTotals(t, f.totals("c"), 0, 0, 3000, 2, 0)
+
+	exp, err := f.store.ActionExpired(f.ctx, Epoch.Add(30*time.Second), 10)
+	if err != nil || !slices.Equal(ids(exp), []string{ds[0].ID}) {
+		t.Fatalf("ActionExpired = %v, %v; want %s", ids(exp), err, ds[0].ID)
+	}
+	c := f.settle(floodgate.Settlement{DonationID: ds[0].ID, Status: floodgate.StatusCanceled, Note: "action timeout"})
+	if c.NextAction != nil || c.Status != floodgate.StatusCanceled {
+		t.Fatalf("canceled = %+v", c)
+	}
+	wantTotals(t, f.totals("c"), 0, 0, 2000, 1, 0)
+	exp, _ = f.store.ActionExpired(f.ctx, f.clock.Now(), 10)
+	if !slices.Equal(ids(exp), []string{ds[1].ID}) {
+		t.Fatalf("ActionExpired = %v", ids(exp))
+	}
+}
+
+func testNewKeyGeneration(t *testing.T, open Opener) {
+	f := newFixture(t, open)
+	f.campaign("c")
+	ds := f.acceptNew("c", 1000)
+	_, err := f.store.NewKeyGeneration(f.ctx, ds[0].ID, 0, "", f.clock.Now())
+	wantCode(t, err, floodgate.ESTATE) // not processing yet
+	f.claim("d", 1)
+	f.clock.Advance(time.Hour)
+	d, err := f.store.NewKeyGeneration(f.ctx, ds[0].ID, 0, "", f.clock.Now())
+	if err != nil || d.Attempt != 1 || d.Status != floodgate.StatusProcessing || !d.KeySince.Equal(f.clock.Now()) {
+		t.Fatalf("NewKeyGeneration = %+v, %v", d, err)
+	}
+	// A second caller that saw generation 0 loses.
+	_, err = f.store.NewKeyGeneration(f.ctx, ds[0].ID, 0, "", f.clock.Now())
+	wantCode(t, err, floodgate.ESTATE)
+	wantTotals(t, f.totals("c"), 0, 0, 1000, 1, 0)
+
+	// A PaymentIntent found awaiting confirmation is recorded with the
+	// new generation.
+	d, err = f.store.NewKeyGeneration(f.ctx, ds[0].ID, 1, "pi_found", f.clock.Now())
+	if err != nil || d.Attempt != 2 || d.PaymentIntentID != "pi_found" {
+		t.Fatalf("NewKeyGeneration with a PaymentIntent = %+v, %v", d, err)
+	}
+}
+
+func testReverse(t *testing.T, open Opener) {
+	f := newFixture(t, open)
+	f.campaign("c")
+	ds := f.acceptNew("c", 2500, 1000)
+	f.claim("d", 2)
+	f.settle(floodgate.Settlement{DonationID: ds[0].ID, Status: floodgate.StatusSucceeded, PaymentIntentID: "pi_1"})
+	f.settle(floodgate.Settlement{DonationID: ds[1].ID, Status: floodgate.StatusSucceeded, PaymentIntentID: "pi_2"})
+	wantTotals(t, f.totals("c"), 3500, 2, 0, 0, 0)
+	if byPI, err := f.store.DonationByPaymentIntent(f.ctx, "pi_2"); err != nil || byPI.ID != ds[1].ID {
+		t.Fatalf("DonationByPaymentIntent = %+v, %v", byPI, err)
+	}
+	_, err := f.store.DonationByPaymentIntent(f.ctx, "pi_nope")
+	wantCode(t, err, floodgate.ENOTFOUND)
+
+	d, err := f.store.Reverse(f.ctx, ds[0].ID, floodgate.ReversalRefund, 1000, f.clock.Now())
+	if err != nil || d.Refunded != 1000 || d.Status != floodgate.StatusSucceeded {
+		t.Fatalf("Reverse = %+v, %v", d, err)
+	}
+	wantTotals(t, f.totals("c"), 2500, 2, 0, 0, 0)
+	// A replayed or older report changes nothing.
+	_, err = f.store.Reverse(f.ctx, ds[0].ID, floodgate.ReversalRefund, 1000, f.clock.Now())
+	wantCode(t, err, floodgate.ESTATE)
+	_, err = f.store.Reverse(f.ctx, ds[0].ID, floodgate.ReversalRefund, 500, f.clock.Now())
+	wantCode(t, err, floodgate.ESTATE)
+	// A dispute takes off only what the refund left.
+	d, err = f.store.Reverse(f.ctx, ds[0].ID, floodgate.ReversalDispute, 2500, f.clock.Now())
+	if err != nil || d.Disputed != 2500 || d.Refunded != 1000 {
+		t.Fatalf("dispute = %+v, %v", d, err)
+	}
+	wantTotals(t, f.totals("c"), 1000, 2, 0, 0, 0)
+	h, _ := f.store.History(f.ctx, ds[0].ID)
+	if last := h[len(h)-1]; last.Status != floodgate.StatusSucceeded || last.Note == "" {
+		t.Fatalf("history = %+v", h)
+	}
+	// A refund that arrives before the success it reverses is kept, and
+	// the success then brings in only the rest.
+	early := f.acceptNew("c", 800)[0]
+	if d, err := f.store.Reverse(f.ctx, early.ID, floodgate.ReversalRefund, 300, f.clock.Now()); err != nil || d.Refunded != 300 {
+		t.Fatalf("refund before success = %+v, %v", d, err)
+	}
+	wantTotals(t, f.totals("c"), 1000, 2, 800, 1, 1)
+	f.claim("d", 1)
+	f.settle(floodgate.Settlement{DonationID: early.ID, Status: floodgate.StatusSucceeded, PaymentIntentID: "pi_3"})
+	wantTotals(t, f.totals("c"), 1500, 3, 0, 0, 0)
+	_, err = f.store.Reverse(f.ctx, "don_nope", floodgate.ReversalRefund, 1, f.clock.Now())
+	wantCode(t, err, floodgate.ENOTFOUND)
+}
+
+func testBacklog(t *testing.T, open Opener) {
+	f := newFixture(t, open)
+	f.campaign("c")
+	b, err := f.store.Backlog(f.ctx)
+	if err != nil || b.Waiting != 0 || b.HeadSeq != 0 {
+		t.Fatalf("empty Backlog = %+v, %v", b, err)
+	}
+	first := f.acceptNew("c", 100, 100)
+	f.clock.Advance(time.Second)
+	later := f.acceptNew("c", 100)
+	b, _ = f.store.Backlog(f.ctx)
+	if b.Waiting != 3 || b.HeadSeq != first[0].Seq || !b.Oldest.Equal(Epoch) {
+		t.Fatalf("Backlog = %+v", b)
+	}
+	f.claim("d", 2)
+	b, _ = f.store.Backlog(f.ctx)
+	if b.Waiting != 1 || b.HeadSeq != later[0].Seq || !b.Oldest.Equal(Epoch.Add(time.Second)) {
+		t.Fatalf("Backlog after claim = %+v", b)
+	}
+}
+
+func testBudget(t *testing.T, open Opener) {
+	f := newFixture(t, open)
+	take := func(want int, cut bool) floodgate.BudgetGrant {
+		t.Helper()
+		g, err := f.store.TakeBudget(f.ctx, floodgate.BudgetRequest{Name: floodgate.BudgetPaymentIntents, Rate: 20, Want: want, Cut: cut, Now: f.clock.Now()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return g
+	}
+	if g := take(5, false); g.Granted != 1 || g.Rate != 20 {
+		t.Fatalf("first take = %+v", g)
+	}
+	if g := take(5, false); g.Granted != 0 {
+		t.Fatalf("no time passed: %+v", g)
+	}
+	f.clock.Advance(time.Second)
+	if g := take(100, false); g.Granted != 10 {
+		t.Fatalf("after a second: %+v, want 10 (half a second's worth)", g)
+	}
+	f.clock.Advance(time.Second)
+	if g := take(0, true); g.Rate != 10 {
+		t.Fatalf("after a cut: %+v", g)
+	}
+	// Budgets are independent.
+	g, err := f.store.TakeBudget(f.ctx, floodgate.BudgetRequest{Name: floodgate.BudgetProvider, Rate: 80, Want: 1, Now: f.clock.Now()})
+	if err != nil || g.Granted != 1 || g.Rate != 80 {
+		t.Fatalf("another budget = %+v, %v", g, err)
+	}
+}
+
+func testSettingsAndBlocks(t *testing.T, open Opener) {
+	f := newFixture(t, open)
+	_, _, err := f.store.Setting(f.ctx, "charging_paused")
+	wantCode(t, err, floodgate.ENOTFOUND)
+	if err := f.store.SetSetting(f.ctx, "charging_paused", "true", f.clock.Now()); err != nil {
+		t.Fatal(err)
+	}
+	f.clock.Advance(time.Minute)
+	if err := f.store.SetSetting(f.ctx, "charging_paused", "false", f.clock.Now()); err != nil {
+		t.Fatal(err)
+	}
+	v, at, err := f.store.Setting(f.ctx, "charging_paused")
+	if err != nil || v != "false" || !at.Equal(f.clock.Now()) {
+		t.Fatalf("Setting = %q %v %v", v, at, err)
+	}
+
+	now := f.clock.Now()
+	if blocked, err := f.store.FingerprintBlocked(f.ctx, "fp1", now); err != nil || blocked {
+		t.Fatalf("unknown fingerprint blocked: %v %v", blocked, err)
+	}
+	if err := f.store.BlockFingerprint(f.ctx, "fp1", now, now.Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	// A shorter block never shortens a longer one.
+	if err := f.store.BlockFingerprint(f.ctx, "fp1", now, now.Add(time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	if blocked, _ := f.store.FingerprintBlocked(f.ctx, "fp1", now.Add(30*time.Minute)); !blocked {
+		t.Fatal("fp1 not blocked within its hour")
+	}
+	if blocked, _ := f.store.FingerprintBlocked(f.ctx, "fp1", now.Add(2*time.Hour)); blocked {
+		t.Fatal("fp1 still blocked after its hour")
+	}
+	if err := f.store.BlockFingerprint(f.ctx, "fp2", now.Add(time.Minute), now.Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := f.store.FingerprintsBlockedSince(f.ctx, now.Add(30*time.Second)); err != nil || n != 1 {
+		t.Fatalf("FingerprintsBlockedSince = %d, %v; want 1", n, err)
+	}
+}
+
+func testSecret(t *testing.T, open Opener) {
+	f := newFixture(t, open)
+	a, err := f.store.Secret(f.ctx, "donor-token")
+	if err != nil || len(a) != 32 {
+		t.Fatalf("Secret = %x, %v", a, err)
+	}
+	again, _ := f.store.Secret(f.ctx, "donor-token")
+	other, _ := f.store.Secret(f.ctx, "other")
+	if !slices.Equal(a, again) || slices.Equal(a, other) {
+		t.Fatalf("secrets: %x %x %x", a, again, other)
+	}
+	if err := f.store.Ping(f.ctx); err != nil {
+		t.Fatal(err)
+	}
+}

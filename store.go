@@ -1,0 +1,186 @@
+package floodgate
+
+import (
+	"context"
+	"time"
+)
+
+// AcceptResult is the outcome of one donation in a batch given to
+// Store.AcceptDonations.
+type AcceptResult struct {
+	// Donation is the stored donation: the new one, or, for a replayed
+	// idempotency key, the one first stored under it.
+	Donation *Donation
+	// Replayed is set when the key was already used with the same request.
+	Replayed bool
+	// Err is EIDEMMISMATCH when the key was used with another request, or
+	// ENOTFOUND when the campaign does not exist; the batch still commits.
+	Err error
+}
+
+// Settlement is what a dispatcher or webhook learned about a donation's
+// payment. The store applies it only if the donation may move from its
+// current status to Status (see CanMove); otherwise it returns the donation
+// unchanged and ESTATE.
+type Settlement struct {
+	DonationID string
+	Status     DonationStatus
+	// From, when not empty, further restricts the statuses the donation may
+	// be in for the settlement to apply.
+	From            []DonationStatus
+	PaymentIntentID string
+	ClientSecret    string
+	NextAction      []byte
+	FailureCode     string
+	Note            string
+	At              time.Time
+}
+
+// Backlog describes the line of gifts waiting to be charged.
+type Backlog struct {
+	// Waiting is the number of donations in status accepted.
+	Waiting int64
+	// HeadSeq is the smallest Seq waiting (0 when none): a donation's place
+	// in line is close to Seq - HeadSeq.
+	HeadSeq int64
+	// Oldest is when the head of the line was accepted.
+	Oldest time.Time
+}
+
+// Store keeps campaigns, donations and totals. The accepted donation IS the
+// queue: nothing acknowledged lives only in memory. Every method is safe
+// for concurrent use; errors are *Error with the codes named, or internal.
+type Store interface {
+	// CreateCampaign stores a new campaign and its zero totals.
+	// ECONFLICT if the id exists. Called by the admin API and --demo.
+	CreateCampaign(ctx context.Context, c *Campaign) error
+	// UpdateCampaign applies u at now and returns the result after
+	// validation. ENOTFOUND, EINVALID.
+	UpdateCampaign(ctx context.Context, id string, u CampaignUpdate, now time.Time) (*Campaign, error)
+	// Campaign returns one campaign. ENOTFOUND.
+	Campaign(ctx context.Context, id string) (*Campaign, error)
+	// Campaigns lists every campaign, oldest first.
+	Campaigns(ctx context.Context) ([]*Campaign, error)
+	// Totals returns a campaign's totals. ENOTFOUND.
+	Totals(ctx context.Context, campaignID string) (*Totals, error)
+
+	// AcceptDonations stores a batch in one durable transaction (fsync
+	// before it returns) and returns one result per donation, in order.
+	// IDs, Seq and CreatedAt of new donations are set by the store. An
+	// error means nothing of the batch was kept. Called by the ingest
+	// batcher only.
+	AcceptDonations(ctx context.Context, ds []*Donation) ([]AcceptResult, error)
+	// Donation returns one donation. ENOTFOUND.
+	Donation(ctx context.Context, id string) (*Donation, error)
+	// DonationByKey returns the donation holding an idempotency key in a
+	// campaign. ENOTFOUND. The accept path asks it only when a campaign is
+	// no longer open, so that a replay still answers its donation.
+	DonationByKey(ctx context.Context, campaignID, key string) (*Donation, error)
+	// DonationByPaymentIntent returns the donation a PaymentIntent was
+	// recorded for. ENOTFOUND.
+	DonationByPaymentIntent(ctx context.Context, paymentIntentID string) (*Donation, error)
+	// History returns a donation's status changes, oldest first.
+	History(ctx context.Context, id string) ([]StatusChange, error)
+	// CancelDonation cancels a donation still waiting (accepted).
+	// ENOTFOUND; ESTATE in any other status.
+	CancelDonation(ctx context.Context, id string, now time.Time) (*Donation, error)
+	// ReplacePaymentMethod puts a failed donation back in line, at its old
+	// place, with a new payment method and a new key generation.
+	// ENOTFOUND; ESTATE unless failed.
+	ReplacePaymentMethod(ctx context.Context, id, paymentMethod string, now time.Time) (*Donation, error)
+	// Backlog describes the line of waiting donations; it is cheap (index
+	// look-ups only) whatever the line's length.
+	Backlog(ctx context.Context) (Backlog, error)
+
+	// ClaimDonations moves up to n donations to processing for owner, in
+	// line order, with a lease until now+lease. Donations already
+	// processing whose lease has expired (their dispatcher died) come
+	// first, unchanged: they resume with the same key. A claimed donation
+	// with no KeySince gets KeySince = now.
+	ClaimDonations(ctx context.Context, owner string, n int, now time.Time, lease time.Duration) ([]*Donation, error)
+	// ExtendLeases renews every lease owner holds to until.
+	ExtendLeases(ctx context.Context, owner string, until time.Time) error
+	// ReleaseLeases lets other dispatchers resume owner's donations at once
+	// (a clean shutdown). An empty owner releases every lease: a single-node
+	// store does that at start-up, after a crash, when no other dispatcher
+	// can be alive.
+	ReleaseLeases(ctx context.Context, owner string) error
+	// Defer gives up this dispatcher's claim on a processing donation
+	// until until: it keeps its status and key, and any dispatcher resumes
+	// it after that time. ESTATE unless processing.
+	Defer(ctx context.Context, id string, until time.Time) error
+	// NewKeyGeneration moves a processing donation to the next key
+	// generation (Attempt+1, KeySince = now), after a consistent lookup
+	// proved that no payment exists for the current key, or found a
+	// PaymentIntent that still awaits a confirmation: paymentIntentID, when
+	// not empty, is recorded as the donation's. ESTATE unless processing
+	// with attempt equal to from.
+	NewKeyGeneration(ctx context.Context, id string, from int, paymentIntentID string, now time.Time) (*Donation, error)
+	// Settle applies s, updates the totals and the history in one
+	// transaction, and returns the donation as it now is. ENOTFOUND;
+	// ESTATE (with the unchanged donation) when the move is not allowed.
+	Settle(ctx context.Context, s Settlement) (*Donation, error)
+	// Reverse records money the provider took back from a succeeded
+	// donation, total being the cumulative amount refunded (or disputed)
+	// so far, applying floodgate.Reverse to it and its totals in one
+	// transaction with a history line. Replays and out-of-order reports
+	// change nothing. ENOTFOUND; ESTATE unless succeeded.
+	Reverse(ctx context.Context, id string, kind Reversal, total int64, at time.Time) (*Donation, error)
+	// ActionExpired returns up to n donations in requires_action since
+	// before.
+	ActionExpired(ctx context.Context, before time.Time, n int) ([]*Donation, error)
+
+	// TakeBudget takes permits from a provider budget shared by every
+	// node, applying BudgetState.Take under a lock.
+	TakeBudget(ctx context.Context, r BudgetRequest) (BudgetGrant, error)
+	// Setting returns a run-time setting shared by every node and when it
+	// was set. ENOTFOUND when it was never set.
+	Setting(ctx context.Context, name string) (string, time.Time, error)
+	// SetSetting sets a run-time setting for every node.
+	SetSetting(ctx context.Context, name, value string, now time.Time) error
+	// BlockFingerprint refuses a card fingerprint until until (a later
+	// block extends it).
+	BlockFingerprint(ctx context.Context, fingerprint string, now, until time.Time) error
+	// FingerprintBlocked reports whether a fingerprint is refused at now.
+	FingerprintBlocked(ctx context.Context, fingerprint string, now time.Time) (bool, error)
+	// FingerprintsBlockedSince counts the fingerprints blocked at or after
+	// since (a sign of card testing under way).
+	FingerprintsBlockedSince(ctx context.Context, since time.Time) (int, error)
+
+	// Secret returns the named secret shared by every node, creating 32
+	// random bytes on first use.
+	Secret(ctx context.Context, name string) ([]byte, error)
+	// Ping checks that the store answers.
+	Ping(ctx context.Context) error
+	// Close releases the store.
+	Close() error
+}
+
+// DonorTotal is one donor's succeeded gifts in a currency over a period,
+// donors being told apart by their email address (trimmed, lower case).
+type DonorTotal struct {
+	Email string
+	// Name and Declaration are from the donor's latest gift that had
+	// them.
+	Name        string
+	Declaration *Declaration
+	Count       int64
+	// Amount is what the gifts brought in: their amounts less refunds and
+	// disputes.
+	Amount int64
+	First  time.Time
+	Last   time.Time
+}
+
+// Reports reads settled gifts for the charity's tax-relief claims. The
+// embedded and the PostgreSQL store both implement it.
+type Reports interface {
+	// GiftAidDonations returns a campaign's succeeded donations declared
+	// for UK Gift Aid and not refunded or disputed in any part, oldest
+	// first. ENOTFOUND for an unknown campaign.
+	GiftAidDonations(ctx context.Context, campaignID string) ([]*Donation, error)
+	// DonorTotals returns, for every donor, the succeeded donations in
+	// currency created in [from, to) across all campaigns, with what they
+	// brought in; donors in order of email.
+	DonorTotals(ctx context.Context, currency string, from, to time.Time) ([]DonorTotal, error)
+}
