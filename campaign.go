@@ -62,8 +62,11 @@ type CampaignUpdate struct {
 	SuggestedAmounts *[]int64
 }
 
-// Apply returns c with u applied; it does not validate.
-func (u CampaignUpdate) Apply(c Campaign) Campaign {
+// Apply returns c with u applied at now; it does not validate. A closed
+// campaign stays closed: closing it again keeps the time it closed, and a
+// closes_at after now is refused (donors were told it had ended, and a
+// draw may have been made).
+func (u CampaignUpdate) Apply(c Campaign, now time.Time) (Campaign, error) {
 	if u.Name != nil {
 		c.Name = *u.Name
 	}
@@ -71,13 +74,18 @@ func (u CampaignUpdate) Apply(c Campaign) Campaign {
 		c.Goal = *u.Goal
 	}
 	if u.ClosesAt != nil {
-		t := *u.ClosesAt
-		c.ClosesAt = &t
+		switch {
+		case c.State(now) != CampaignClosed:
+			t := *u.ClosesAt
+			c.ClosesAt = &t
+		case u.ClosesAt.After(now):
+			return c, Errorf(ESTATE, "Campaign %q closed at %s; it cannot reopen.", c.ID, c.ClosesAt.UTC().Format(time.RFC3339))
+		}
 	}
 	if u.SuggestedAmounts != nil {
 		c.SuggestedAmounts = slices.Clone(*u.SuggestedAmounts)
 	}
-	return c
+	return c, nil
 }
 
 var campaignIDRE = regexp.MustCompile(`^[a-z0-9-]{1,64}$`)

@@ -335,7 +335,7 @@ func TestCampaignAdmin(t *testing.T) {
 		}
 	}
 	list := c.do("GET", "/v1/campaigns", "").json(t)
-	if data, _ := list["data"].([]any); len(data) != 2 {
+	if data, _ := list["data"].([]any); len(data) != 2 || list["object"] != "list" || list["has_more"] != false {
 		t.Fatalf("list = %v", list)
 	}
 
@@ -347,6 +347,12 @@ func TestCampaignAdmin(t *testing.T) {
 		"Idempotency-Key", freshKey())
 	if d.status != http.StatusConflict || d.json(t)["type"] != "campaign_closed" {
 		t.Fatalf("donation to a closed campaign: %d %s", d.status, d.body)
+	}
+	if r := c.do("PATCH", "/v1/campaigns/spring", `{"closes_at": "2099-01-01T00:00:00Z"}`, admin...); r.status != http.StatusConflict || r.json(t)["type"] != "invalid_state" {
+		t.Fatalf("reopening a closed campaign: %d %s", r.status, r.body)
+	}
+	if r := c.do("PATCH", "/v1/campaigns/spring", `{"closes_at": "now"}`, admin...); r.status != http.StatusOK || r.json(t)["state"] != "closed" {
+		t.Fatalf("closing a closed campaign again: %d %s", r.status, r.body)
 	}
 	if r := c.do("PATCH", "/v1/campaigns/nope", `{"name": "x"}`, admin...); r.status != http.StatusNotFound {
 		t.Fatalf("patch unknown: %d", r.status)

@@ -122,3 +122,30 @@ func TestCardTestingAttack(t *testing.T) {
 		}
 	}
 }
+
+// TestLimitsNeverRefuseAReplay: a donor whose 202 was lost retries with
+// the same key as often as it takes; the per-email and per-address limits
+// count new attempts and answer a retry with the donation already kept.
+// Another body under the key is still 422, and a new key is limited.
+func TestLimitsNeverRefuseAReplay(t *testing.T) {
+	m := startMain(t, func(c *config.Config) { c.AddressLimit, c.EmailLimit = 3, 2 })
+	c := newClient(t, m)
+	key, body := freshKey(), gift(1500, "pm_card_visa")
+	first := c.do("POST", "/v1/campaigns/demo/donations", body, "Idempotency-Key", key)
+	if first.status != http.StatusAccepted {
+		t.Fatalf("first: %d %s", first.status, first.body)
+	}
+	id := first.json(t)["id"]
+	for i := range 6 {
+		r := c.do("POST", "/v1/campaigns/demo/donations", body, "Idempotency-Key", key)
+		if r.status != http.StatusAccepted || r.json(t)["id"] != id || r.header.Get("Idempotent-Replayed") != "true" {
+			t.Fatalf("retry %d: %d %s", i, r.status, r.body)
+		}
+	}
+	if r := c.do("POST", "/v1/campaigns/demo/donations", gift(1600, "pm_card_visa"), "Idempotency-Key", key); r.status != http.StatusUnprocessableEntity {
+		t.Fatalf("other body under the key: %d %s", r.status, r.body)
+	}
+	if r := c.do("POST", "/v1/campaigns/demo/donations", body, "Idempotency-Key", freshKey()); r.status != http.StatusTooManyRequests {
+		t.Fatalf("a new key past the limits: %d %s", r.status, r.body)
+	}
+}

@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"context"
 	"fmt"
 	"net/http"
 	"sort"
@@ -59,6 +60,23 @@ func fillLineThen(t *testing.T, c *client, n int, then func(id string)) ([]strin
 	return ids, tokens
 }
 
+// backlog fills the line with n donations while charging is paused, so
+// that the line is whole however slowly a busy machine accepts them, and
+// returns their ids and tokens; charging resumes when the caller says.
+func backlog(t *testing.T, m *Main, c *client, n int) (ids []string, tokens map[string]string, resume func()) {
+	t.Helper()
+	if err := m.Dispatcher.Pause(context.Background(), true); err != nil {
+		t.Fatal(err)
+	}
+	ids, tokens = fillLine(t, c, n)
+	return ids, tokens, func() {
+		t.Helper()
+		if err := m.Dispatcher.Pause(context.Background(), false); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
 // TestPacingAdaptsToALowerLimit: the provider's limit is halved in the
 // middle of a backlog. Within ten seconds the dispatcher sends at the new
 // limit: from then on it settles gifts at no less than 80% of it, with few
@@ -73,7 +91,8 @@ func TestPacingAdaptsToALowerLimit(t *testing.T) {
 		c.ProviderRate, c.ProviderGlobalRate = high, high
 	})
 	c := newClient(t, m)
-	fillLine(t, c, 60*high) // far more than the run drains
+	_, _, resume := backlog(t, m, c, 50*high) // more than the run drains
+	resume()
 
 	time.Sleep(5 * time.Second)
 	cfg := m.Sandbox.Config()

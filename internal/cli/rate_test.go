@@ -23,8 +23,10 @@ func TestBacklogSettlesAtTheProviderRate(t *testing.T) {
 	c := newClient(t, m)
 	const n = 20 * r
 	start := time.Now()
-	fillLine(t, c, n)
+	_, _, resume := backlog(t, m, c, n)
 	accepted := time.Since(start)
+	start = time.Now()
+	resume()
 
 	deadline := time.Now().Add(3 * time.Minute)
 	for {
@@ -40,7 +42,7 @@ func TestBacklogSettlesAtTheProviderRate(t *testing.T) {
 	took := time.Since(start)
 	rate := float64(n) / took.Seconds()
 	counts := m.Sandbox.Ledger().Counts
-	t.Logf("%d donations accepted in %v, settled in %v: %.1f/s against a limit of %d/s; provider requests %d, 429s %d",
+	t.Logf("%d donations accepted in %v, then settled in %v: %.1f/s against a limit of %d/s; provider requests %d, 429s %d",
 		n, accepted.Round(time.Millisecond), took.Round(time.Millisecond), rate, r, counts.Requests, counts.RateLimited)
 	if rate < 0.95*r {
 		t.Errorf("settled at %.1f/s, want at least %.1f/s (95%% of %d)", rate, 0.95*r, r)

@@ -209,6 +209,10 @@ func (m *Main) Open(ctx context.Context) error {
 	}()
 	m.Logger.Info("floodgate serving", "addr", m.Addr.String(), "store", storeName(cfg), "payments", cfg.Payments,
 		"provider_rate", cfg.ProviderRate, "provider_global_rate", cfg.ProviderGlobalRate, "demo", cfg.Demo)
+	if m.SandboxURL != "" {
+		// A rehearsal reads the ledger here to prove nothing was charged twice.
+		m.Logger.Info("in-process sandbox", "api", m.SandboxURL, "ledger", m.SandboxURL+"/_sandbox/ledger")
+	}
 	return nil
 }
 

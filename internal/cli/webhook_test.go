@@ -1044,6 +1044,23 @@ func TestWebhookNotShedWithDonorTraffic(t *testing.T) {
 	if probe.status != http.StatusServiceUnavailable || probe.header.Get("Retry-After") == "" {
 		t.Fatalf("a donor while the queue is full: %d %s, want 503 with Retry-After", probe.status, probe.body)
 	}
+	// Every donor is sent and answered before the writer is let go (but
+	// the two that wait for it): a donor whose request a busy machine had
+	// not yet sent would otherwise arrive after the release and be kept.
+	collect := time.NewTimer(20 * time.Second)
+	for len(replies) < donors-2 {
+		select {
+		case d := <-donorReplies:
+			if d.err != nil {
+				t.Fatalf("donor: %v", d.err)
+			}
+			replies = append(replies, d)
+			continue
+		case <-collect.C:
+		}
+		break
+	}
+	collect.Stop()
 	holdFor := time.Since(held)
 	release()
 

@@ -59,7 +59,7 @@ var options = []*option{
 		help:  "The admin API's bearer token; when empty, one is generated on first start and printed once.",
 		field: func(c *Config) any { return &c.AdminToken }},
 	{env: "FLOODGATE_DEMO", flag: "demo", def: "false",
-		help:  "Create the demo campaign and raffle at start if they do not exist.",
+		help:  "Create the demo campaign at start if it does not exist.",
 		field: func(c *Config) any { return &c.Demo }},
 	{env: "FLOODGATE_LOG_LEVEL", flag: "log-level", def: "info",
 		help:  "The least severe log level written: debug, info, warn or error.",

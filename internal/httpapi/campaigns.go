@@ -177,7 +177,8 @@ func (s *Server) listCampaigns(w http.ResponseWriter, r *http.Request) error {
 		}
 		out = append(out, campaignJSON(c, t, now))
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"data": out})
+	// Stripe's list shape; every campaign fits one page.
+	writeJSON(w, http.StatusOK, map[string]any{"object": "list", "url": "/v1/campaigns", "has_more": false, "data": out})
 	return nil
 }
 

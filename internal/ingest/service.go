@@ -98,6 +98,23 @@ func (s *Service) Campaign(ctx context.Context, id string) (*floodgate.Campaign,
 	return c, nil
 }
 
+// replay answers a request whose key may already hold a donation: the
+// donation kept under it, 422 if the body differs, or refusal (the reason
+// a new donation cannot be taken) if the key is unused.
+func (s *Service) replay(ctx context.Context, campaignID, key string, d *floodgate.Donation, refusal error) (*Accepted, error) {
+	prev, err := s.store.DonationByKey(ctx, campaignID, key)
+	if err != nil {
+		if floodgate.ErrorCode(err) == floodgate.ENOTFOUND {
+			return nil, refusal
+		}
+		return nil, err
+	}
+	if !bytes.Equal(prev.RequestHash, d.RequestHash) {
+		return nil, floodgate.Errorf(floodgate.EIDEMMISMATCH, "This Idempotency-Key was already used with a different request.")
+	}
+	return &Accepted{Donation: prev, Replayed: true, DonorToken: s.tokens.For(prev.ID)}, nil
+}
+
 // Remember puts a campaign just written on this node in the cache.
 func (s *Service) Remember(c *floodgate.Campaign) {
 	s.mu.Lock()
@@ -127,20 +144,16 @@ func (s *Service) Donate(ctx context.Context, campaignID, key string, body []byt
 	if err := CheckOpen(c, s.clock.Now()); err != nil {
 		// A key accepted while the campaign was open still answers its
 		// donation: a donor whose 202 was lost at closing time retries.
-		prev, lookErr := s.store.DonationByKey(ctx, c.ID, key)
-		if lookErr != nil {
-			if floodgate.ErrorCode(lookErr) == floodgate.ENOTFOUND {
-				return nil, err
-			}
-			return nil, lookErr
-		}
-		if !bytes.Equal(prev.RequestHash, d.RequestHash) {
-			return nil, floodgate.Errorf(floodgate.EIDEMMISMATCH, "This Idempotency-Key was already used with a different request.")
-		}
-		return &Accepted{Donation: prev, Replayed: true, DonorToken: s.tokens.For(prev.ID)}, nil
+		return s.replay(ctx, c.ID, key, d, err)
 	}
 	if s.guard != nil {
 		if reason, err := s.guard.Allow(limitKey, floodgate.NormalizeEmail(d.Email), s.clock.Now()); err != nil {
+			// A retry of a gift already kept is answered, never limited:
+			// the limits are for new attempts. Looked up only when a
+			// limit refuses, so the accept path stays one commit.
+			if a, lookErr := s.replay(ctx, c.ID, key, d, err); lookErr == nil || floodgate.ErrorCode(lookErr) == floodgate.EIDEMMISMATCH {
+				return a, lookErr
+			}
 			if s.refused != nil {
 				s.refused(reason)
 			}

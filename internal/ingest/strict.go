@@ -73,6 +73,10 @@ func checkMembers(body []byte, s shape) error {
 type scanner struct {
 	b []byte
 	i int
+	// lone is set when a string escapes half a UTF-16 surrogate pair:
+	// encoding/json would quietly turn it into U+FFFD, changing what the
+	// donor sent.
+	lone bool
 }
 
 func (sc *scanner) space() {
@@ -131,6 +135,9 @@ func (sc *scanner) object(s shape, prefix string) error {
 		if !sc.value() {
 			return nil
 		}
+		if sc.lone {
+			return floodgate.Invalid(prefix+string(name), "must be valid UTF-8 (it escapes half a surrogate pair)")
+		}
 	}
 }
 
@@ -152,6 +159,9 @@ func (sc *scanner) str() ([]byte, bool) {
 			sc.i++
 			if !escaped {
 				return raw, true
+			}
+			if loneSurrogate(raw) {
+				sc.lone = true
 			}
 			var out string
 			if json.Unmarshal(sc.b[start-1:sc.i], &out) != nil {
@@ -203,4 +213,53 @@ func (sc *scanner) value() bool {
 		sc.i++
 	}
 	return true
+}
+
+// loneSurrogate reports whether the raw text of a JSON string escapes a
+// UTF-16 surrogate that is not half of a pair (\ud800 alone, or a low
+// half first).
+func loneSurrogate(raw []byte) bool {
+	for i := 0; i < len(raw); i++ {
+		if raw[i] != '\\' {
+			continue
+		}
+		r, ok := escapedUnit(raw, i)
+		if !ok {
+			i++ // a one-letter escape: skip the letter
+			continue
+		}
+		i += 5
+		switch {
+		case r >= 0xDC00 && r <= 0xDFFF:
+			return true
+		case r >= 0xD800 && r <= 0xDBFF:
+			low, ok := escapedUnit(raw, i+1)
+			if !ok || low < 0xDC00 || low > 0xDFFF {
+				return true
+			}
+			i += 6
+		}
+	}
+	return false
+}
+
+// escapedUnit reads the \uXXXX escape at raw[i], if that is one.
+func escapedUnit(raw []byte, i int) (rune, bool) {
+	if i+6 > len(raw) || raw[i] != '\\' || raw[i+1] != 'u' {
+		return 0, false
+	}
+	var r rune
+	for _, c := range raw[i+2 : i+6] {
+		switch {
+		case c >= '0' && c <= '9':
+			r = r<<4 | rune(c-'0')
+		case c >= 'a' && c <= 'f':
+			r = r<<4 | rune(c-'a'+10)
+		case c >= 'A' && c <= 'F':
+			r = r<<4 | rune(c-'A'+10)
+		default:
+			return 0, false
+		}
+	}
+	return r, true
 }

@@ -210,7 +210,10 @@ func (s *Store) UpdateCampaign(ctx context.Context, id string, u floodgate.Campa
 		} else if err != nil {
 			return err
 		}
-		next := u.Apply(*c)
+		next, err := u.Apply(*c, now)
+		if err != nil {
+			return err
+		}
 		next.UpdatedAt = now
 		if err := next.Validate(); err != nil {
 			return err

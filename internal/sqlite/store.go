@@ -298,7 +298,10 @@ func (s *Store) UpdateCampaign(ctx context.Context, id string, u floodgate.Campa
 	} else if err != nil {
 		return nil, err
 	}
-	next := u.Apply(*c)
+	next, err := u.Apply(*c, now)
+	if err != nil {
+		return nil, err
+	}
 	next.UpdatedAt = now
 	if err := next.Validate(); err != nil {
 		return nil, err

@@ -207,6 +207,17 @@ func testCampaigns(t *testing.T, open Opener) {
 	if got, _ := f.store.Campaign(f.ctx, "spring-appeal"); got.Name != name || got.ClosesAt == nil || !got.ClosesAt.Equal(closes) {
 		t.Fatalf("after update Campaign = %+v", got)
 	}
+	// Closed stays closed: closing again keeps the time it closed; a later
+	// closes_at is refused.
+	again, later := Epoch, Epoch.Add(time.Hour)
+	if upd, err := f.store.UpdateCampaign(f.ctx, "spring-appeal", floodgate.CampaignUpdate{ClosesAt: &again}, Epoch); err != nil || !upd.ClosesAt.Equal(closes) {
+		t.Fatalf("closing a closed campaign = %+v, %v; want closes_at kept at %s", upd, err, closes)
+	}
+	_, err = f.store.UpdateCampaign(f.ctx, "spring-appeal", floodgate.CampaignUpdate{ClosesAt: &later}, Epoch)
+	wantCode(t, err, floodgate.ESTATE)
+	if got, _ := f.store.Campaign(f.ctx, "spring-appeal"); got.State(Epoch) != floodgate.CampaignClosed {
+		t.Fatalf("a refused reopening reopened: %+v", got)
+	}
 	bad := []int64{1}
 	_, err = f.store.UpdateCampaign(f.ctx, "spring-appeal", floodgate.CampaignUpdate{SuggestedAmounts: &bad}, Epoch)
 	wantCode(t, err, floodgate.EINVALID)
