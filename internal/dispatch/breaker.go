@@ -59,7 +59,7 @@ func (b *breaker) allow(ctx context.Context, clock floodgate.Clock) (probe bool,
 			b.mu.Unlock()
 			return true, nil
 		}
-		wait := time.Until(b.until)
+		wait := b.until.Sub(now)
 		if b.state == breakerHalfOpen || wait <= 0 {
 			wait = 100 * time.Millisecond
 		}
@@ -107,6 +107,14 @@ func (b *breaker) record(err error, probe bool, now time.Time) {
 func (b *breaker) signal() {
 	close(b.changed)
 	b.changed = make(chan struct{})
+}
+
+// due reports whether the breaker waits for a probe at now: open past
+// its cool-down, or half-open with no probe out.
+func (b *breaker) due(now time.Time) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return (b.state == breakerOpen && !now.Before(b.until)) || (b.state == breakerHalfOpen && !b.probing)
 }
 
 // status returns the state and, when open, until when.

@@ -237,7 +237,13 @@ func (d *Dispatcher) claimLoop(ctx context.Context) {
 		}
 		want := int(math.Ceil(d.create.Rate()*2)) + 1
 		room := min(cap(d.work)-len(d.work), d.opts.Claim, max(want-len(d.work), 0))
-		if state, _ := d.Charging(); state != ChargingRunning {
+		switch state, _ := d.Charging(); {
+		case state == ChargingWaiting && d.inFlight.Load() == 0 && d.breaker.due(d.opts.Clock.Now()):
+			// The breaker waits for a probe and no gift in hand will send
+			// one (those it held were put off): claim one to probe with,
+			// or charging would wait for a restart.
+			room = min(room, 1)
+		case state != ChargingRunning:
 			// Leave the line to nodes that can charge, or to later.
 			room = 0
 		}

@@ -243,3 +243,36 @@ func TestDeclineRecordedWithGenericCode(t *testing.T) {
 		t.Fatalf("failed donation = %+v", d)
 	}
 }
+
+// TestBreakerProbesWithNothingInHand: every gift the dispatcher held was
+// put off (its lookups met the outage too) while the breaker opened. Once
+// the cool-down passes, the dispatcher claims a gift to probe with; it
+// must not wait for a restart to charge again.
+func TestBreakerProbesWithNothingInHand(t *testing.T) {
+	// The provider answers every request 503: a charge's outcome is
+	// unknown, its lookups fail too, and the gift is put off.
+	r := newRig(t, sandbox.Options{}, nil)
+	cfg := r.sb.Config()
+	cfg.Outage = sandbox.OutageUnavailable
+	if err := r.sb.SetConfig(cfg); err != nil {
+		t.Fatal(err)
+	}
+	ids := r.accept(1, "pm_card_visa")
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		state, _ := r.disp.breaker.status()
+		if state == breakerOpen && r.disp.inFlight.Load() == 0 {
+			break // open, and no gift in hand to probe with
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the breaker never opened with nothing in hand (state %d, in flight %d)", state, r.disp.inFlight.Load())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	cfg.Outage = sandbox.OutageNone
+	if err := r.sb.SetConfig(cfg); err != nil {
+		t.Fatal(err)
+	}
+	r.wait(ids, floodgate.StatusSucceeded)
+	r.chargedOnce(ids)
+}
