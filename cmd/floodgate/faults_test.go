@@ -211,8 +211,20 @@ func TestFaultMatrix(t *testing.T) {
 		if p, err := toxi.Proxy("sandbox"); err != nil || p.Enabled {
 			t.Fatalf("the proxy is still enabled (%v)", err)
 		}
-		time.Sleep(100 * time.Millisecond) // calls that were past the proxy finish
-		before := r.counts()
+		// Calls that were past the proxy finish: wait for a second in which
+		// the provider sees no request.
+		var before sandboxCounts
+		quiet := time.Now().Add(time.Minute)
+		for {
+			before = r.counts()
+			time.Sleep(time.Second)
+			if r.counts().Requests == before.Requests {
+				break
+			}
+			if time.Now().After(quiet) {
+				t.Fatal("requests kept reaching the provider through a disabled proxy")
+			}
+		}
 		r.await(r.send(late, 150), late) // accepted while the provider is unreachable
 		var failed float64
 		r.waitFor("floodgate's calls failing in the outage", func() bool {

@@ -15,12 +15,13 @@ import (
 // fillLine posts n donations from 16 clients and returns their ids in the
 // order they were answered, and their donor tokens.
 func fillLine(t *testing.T, c *client, n int) ([]string, map[string]string) {
-	return fillLineThen(t, c, n, nil)
+	return fillLineThen(t, c, n, 0, nil)
 }
 
-// fillLineThen is fillLine calling then (when not nil) with each id as soon
-// as it is accepted, from the client that posted it.
-func fillLineThen(t *testing.T, c *client, n int, then func(id string)) ([]string, map[string]string) {
+// fillLineThen is fillLine with arrivals every interval (0: as fast as
+// the clients go), calling then (when not nil) with each id as soon as it
+// is accepted, from the client that posted it.
+func fillLineThen(t *testing.T, c *client, n int, interval time.Duration, then func(id string)) ([]string, map[string]string) {
 	t.Helper()
 	var (
 		wg     sync.WaitGroup
@@ -52,7 +53,16 @@ func fillLineThen(t *testing.T, c *client, n int, then func(id string)) ([]strin
 			}
 		}()
 	}
+	var tick <-chan time.Time
+	if interval > 0 {
+		ticker := time.NewTicker(interval)
+		defer ticker.Stop()
+		tick = ticker.C
+	}
 	for i := range n {
+		if tick != nil {
+			<-tick
+		}
 		jobs <- i
 	}
 	close(jobs)
@@ -139,10 +149,13 @@ func TestPredictedWaits(t *testing.T) {
 		predicted time.Duration
 		settled   time.Time
 	}
-	// Each donor asks at once after the 202, as the donation page does.
+	// Donors arrive at four times the provider's rate, so the line grows
+	// while it moves (and the test's own clients leave the machine to the
+	// dispatcher); each asks at once after the 202, as the donation page
+	// does.
 	var mu sync.Mutex
 	waits := map[string]*wait{}
-	ids, tokens := fillLineThen(t, c, 15*r, func(id string) {
+	ids, tokens := fillLineThen(t, c, 15*r, time.Second/(4*r), func(id string) {
 		asked := time.Now()
 		v := c.do("GET", "/v1/donations/"+id, "").json(t)
 		eta, ok := v["eta_seconds"].(float64)

@@ -37,10 +37,10 @@ func TestBreaker(t *testing.T) {
 	}
 
 	// While open, nothing goes until the cool-down; then one probe.
-	start := time.Now()
+	_, until := b.status()
 	probe, err := b.allow(ctx, clock)
-	if err != nil || !probe || time.Since(start) < 40*time.Millisecond {
-		t.Fatalf("allow while open: probe %v err %v after %v", probe, err, time.Since(start))
+	if err != nil || !probe || clock.Now().Before(until) {
+		t.Fatalf("allow while open: probe %v err %v, %v before the cool-down ended", probe, err, until.Sub(clock.Now()))
 	}
 	second := make(chan bool, 1)
 	go func() {
@@ -53,9 +53,10 @@ func TestBreaker(t *testing.T) {
 	case <-time.After(100 * time.Millisecond):
 	}
 	// The probe fails: open again, for twice as long.
-	b.record(down, true, clock.Now())
-	if st, until := b.status(); st != breakerOpen || time.Until(until) < 60*time.Millisecond {
-		t.Fatalf("after a failed probe: state %d until %v", st, time.Until(until))
+	failed := clock.Now()
+	b.record(down, true, failed)
+	if st, until := b.status(); st != breakerOpen || until.Sub(failed) != 100*time.Millisecond {
+		t.Fatalf("after a failed probe: state %d until %v after it failed, want 100ms", st, until.Sub(failed))
 	}
 	if p := <-second; !p {
 		t.Fatal("the waiting request was not the next probe")

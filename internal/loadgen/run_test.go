@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"math"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
@@ -139,8 +140,9 @@ func TestLoadStallIsVisible(t *testing.T) {
 		t.Errorf("only %d requests seen slower than 500ms from their intended time; the stall delayed about 200", q.SlowFromIntended)
 	}
 	// Vegeta's own measure sees at most the requests that were inside the
-	// server when it stalled: one per worker.
-	if q.SlowFromSent > uint64(rep.MaxWorkers) {
+	// server when it stalled: one per worker (and a busy machine may stall
+	// one or two more on its own).
+	if q.SlowFromSent > uint64(rep.MaxWorkers)+2 {
 		t.Errorf("%d requests slow from the moment sent; only %d could be in the server during the stall", q.SlowFromSent, rep.MaxWorkers)
 	}
 	if q.ServiceTime.P99 >= q.Latency.P99 {
@@ -152,10 +154,26 @@ func TestLoadStallIsVisible(t *testing.T) {
 }
 
 // TestProblemsCounted checks that every answer outside 2xx is counted by
-// status and by problem type, and network errors apart.
+// status and by problem type, and network errors apart: the report's
+// counts equal what the server answered.
 func TestLoadProblemsCounted(t *testing.T) {
+	// The arrivals answered, by seq % 10: 0-4 as below, 5 accepted. Kept
+	// by seq: Go's transport resends a request carrying an Idempotency-Key
+	// once when its connection closes before an answer, and that is still
+	// one arrival.
+	var (
+		mu   sync.Mutex
+		seen [6]map[int]bool
+	)
+	for i := range seen {
+		seen[i] = map[int]bool{}
+	}
 	srv := fakeServer(t, func(w http.ResponseWriter, r *http.Request) {
-		switch seqOf(r) % 10 {
+		kind := min(seqOf(r)%10, 5)
+		mu.Lock()
+		seen[kind][seqOf(r)] = true
+		mu.Unlock()
+		switch kind {
 		case 0:
 			w.Header().Set("Retry-After", "1")
 			problem(w, 429, "rate_limited")
@@ -178,11 +196,20 @@ func TestLoadProblemsCounted(t *testing.T) {
 	rep := run(t, Options{URL: srv.URL, Shape: Constant{PerSecond: 200, Duration: time.Second}})
 	accounted(t, rep)
 	q := rep.Requests
-	if rep.Sent != 200 || q.Sent != 200 {
-		t.Fatalf("sent %d arrivals, %d requests; want 200 (dropped %d)", rep.Sent, q.Sent, rep.Dropped)
+	// A machine too busy to send an arrival in time drops it (counted);
+	// every arrival sent is counted by what the server answered.
+	mu.Lock()
+	defer mu.Unlock()
+	var served uint64
+	for i := range seen {
+		served += uint64(len(seen[i]))
 	}
-	wantStatus := map[string]uint64{"429": 20, "503": 20, "422": 20, "502": 20}
-	wantType := map[string]uint64{"rate_limited": 20, "overloaded": 20, "idempotency_mismatch": 20, noProblemType: 20}
+	if rep.Sent < 100 || q.Sent != served {
+		t.Fatalf("sent %d arrivals, %d requests; the server saw %d (dropped %d)", rep.Sent, q.Sent, served, rep.Dropped)
+	}
+	n := func(kind int) uint64 { return uint64(len(seen[kind])) }
+	wantStatus := map[string]uint64{"429": n(0), "503": n(1), "422": n(2), "502": n(3)}
+	wantType := map[string]uint64{"rate_limited": n(0), "overloaded": n(1), "idempotency_mismatch": n(2), noProblemType: n(3)}
 	for k, v := range wantStatus {
 		if q.ByStatus[k] != v {
 			t.Errorf("status %s: %d, want %d (all: %v)", k, q.ByStatus[k], v, q.ByStatus)
@@ -193,18 +220,18 @@ func TestLoadProblemsCounted(t *testing.T) {
 			t.Errorf("type %s: %d, want %d (all: %v)", k, q.ByType[k], v, q.ByType)
 		}
 	}
-	if q.Status429 != 20 || q.Status503 != 20 || q.NetworkErrors != 20 || q.OK != 100 || q.Accepted != 100 {
-		t.Errorf("429 %d, 503 %d, network %d (%v), 2xx %d, 202 %d", q.Status429, q.Status503, q.NetworkErrors,
-			q.NetworkErrorKinds, q.OK, q.Accepted)
+	if q.Status429 != n(0) || q.Status503 != n(1) || q.NetworkErrors != n(4) || q.OK != n(5) || q.Accepted != n(5) {
+		t.Errorf("429 %d, 503 %d, network %d (%v), 2xx %d, 202 %d; the server answered %v", q.Status429, q.Status503, q.NetworkErrors,
+			q.NetworkErrorKinds, q.OK, q.Accepted, []uint64{n(0), n(1), n(2), n(3), n(4), n(5)})
 	}
-	if q.ErrorRate != 0.5 {
-		t.Errorf("error rate %g, want 0.5", q.ErrorRate)
+	if want := float64(served-n(5)) / float64(served); math.Abs(q.ErrorRate-want) > 1e-9 {
+		t.Errorf("error rate %g, want %g", q.ErrorRate, want)
 	}
 	var text bytes.Buffer
 	if err := rep.WriteText(&text); err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"rate_limited: 20", "429: 20", "network", "cost not measured"} {
+	for _, want := range []string{fmt.Sprintf("rate_limited: %d", n(0)), fmt.Sprintf("429: %d", n(0)), "network", "cost not measured"} {
 		if !strings.Contains(text.String(), want) {
 			t.Errorf("text report lacks %q:\n%s", want, text.String())
 		}
