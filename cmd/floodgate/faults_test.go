@@ -103,7 +103,8 @@ func TestFaultMatrix(t *testing.T) {
 
 	// A lost answer, then an outage longer than the provider keeps keys:
 	// the sandbox forgets a key 2 s after its first use, floodgate trusts
-	// it for 1.5 s. Every write loses its answer, then the API resets every
+	// it for 1 s (the second between is the margin a stalled machine has
+	// between checking a key's age and the request reaching the provider). Every write loses its answer, then the API resets every
 	// connection for 4 s, so the same-key retries of the last lost answers
 	// cannot get through (refused by the outage, or held back by
 	// floodgate's circuit breaker) until the provider has forgotten those
@@ -116,7 +117,7 @@ func TestFaultMatrix(t *testing.T) {
 	t.Run("lost_answer_then_outage_past_key_retention", func(t *testing.T) {
 		r := newFaultRig(t, bin, "--rate-limit", "150", "--idempotency-retention", "2s",
 			"--latency", "50ms", "--latency-jitter", "50ms", "--seed", "14")
-		r.serveArgs["--key-retention"] = "1500ms"
+		r.serveArgs["--key-retention"] = "1s"
 		r.serveArgs["--dispatch-queue"] = "16" // claimed gifts must not age past the retention in memory
 		r.serveArgs["--dispatch-claim"] = "16"
 		r.startServer()
