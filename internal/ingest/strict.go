@@ -4,8 +4,11 @@ import (
 	"bytes"
 	"encoding/json"
 	"reflect"
+	"strconv"
 	"strings"
 	"sync"
+	"unicode"
+	"unicode/utf16"
 
 	"github.com/floodgate/floodgate"
 )
@@ -217,7 +220,7 @@ func (sc *scanner) value() bool {
 
 // loneSurrogate reports whether the raw text of a JSON string escapes a
 // UTF-16 surrogate that is not half of a pair (\ud800 alone, or a low
-// half first).
+// half first), as encoding/json pairs them.
 func loneSurrogate(raw []byte) bool {
 	for i := 0; i < len(raw); i++ {
 		if raw[i] != '\\' {
@@ -229,16 +232,14 @@ func loneSurrogate(raw []byte) bool {
 			continue
 		}
 		i += 5
-		switch {
-		case r >= 0xDC00 && r <= 0xDFFF:
-			return true
-		case r >= 0xD800 && r <= 0xDBFF:
-			low, ok := escapedUnit(raw, i+1)
-			if !ok || low < 0xDC00 || low > 0xDFFF {
-				return true
-			}
-			i += 6
+		if !utf16.IsSurrogate(r) {
+			continue
 		}
+		low, ok := escapedUnit(raw, i+1)
+		if !ok || utf16.DecodeRune(r, low) == unicode.ReplacementChar {
+			return true
+		}
+		i += 6
 	}
 	return false
 }
@@ -248,18 +249,6 @@ func escapedUnit(raw []byte, i int) (rune, bool) {
 	if i+6 > len(raw) || raw[i] != '\\' || raw[i+1] != 'u' {
 		return 0, false
 	}
-	var r rune
-	for _, c := range raw[i+2 : i+6] {
-		switch {
-		case c >= '0' && c <= '9':
-			r = r<<4 | rune(c-'0')
-		case c >= 'a' && c <= 'f':
-			r = r<<4 | rune(c-'a'+10)
-		case c >= 'A' && c <= 'F':
-			r = r<<4 | rune(c-'A'+10)
-		default:
-			return 0, false
-		}
-	}
-	return r, true
+	n, err := strconv.ParseUint(string(raw[i+2:i+6]), 16, 16)
+	return rune(n), err == nil
 }
