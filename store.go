@@ -105,10 +105,11 @@ type Store interface {
 	// store does that at start-up, after a crash, when no other dispatcher
 	// can be alive.
 	ReleaseLeases(ctx context.Context, owner string) error
-	// Defer gives up this dispatcher's claim on a processing donation
-	// until until: it keeps its status and key, and any dispatcher resumes
-	// it after that time. ESTATE unless processing.
-	Defer(ctx context.Context, id string, until time.Time) error
+	// Defer gives up owner's claim on a processing donation until until:
+	// it keeps its status and key, and any dispatcher resumes it after
+	// that time. ESTATE unless processing and claimed by owner (a
+	// dispatcher whose lease lapsed must not free another's claim).
+	Defer(ctx context.Context, owner, id string, until time.Time) error
 	// NewKeyGeneration moves a processing donation to the next key
 	// generation (Attempt+1, KeySince = now), after a consistent lookup
 	// proved that no payment exists for the current key, or found a

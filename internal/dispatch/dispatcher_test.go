@@ -3,9 +3,11 @@ package dispatch
 import (
 	"context"
 	"crypto/sha256"
+	"errors"
 	"fmt"
 	"net/http/httptest"
 	"path/filepath"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -28,6 +30,13 @@ type rig struct {
 }
 
 func newRig(t *testing.T, sbOpts sandbox.Options, change func(*Options)) *rig {
+	t.Helper()
+	return newRigWith(t, sbOpts, nil, change)
+}
+
+// newRigWith is newRig whose dispatcher sees the store through wrap (nil:
+// as it is), for stores that fail on purpose.
+func newRigWith(t *testing.T, sbOpts sandbox.Options, wrap func(floodgate.Store) floodgate.Store, change func(*Options)) *rig {
 	t.Helper()
 	old := confirmGap
 	confirmGap = 50 * time.Millisecond
@@ -64,7 +73,11 @@ func newRig(t *testing.T, sbOpts sandbox.Options, change func(*Options)) *rig {
 	if change != nil {
 		change(&opts)
 	}
-	d := New(store, prov, opts)
+	var seen floodgate.Store = store
+	if wrap != nil {
+		seen = wrap(store)
+	}
+	d := New(seen, prov, opts)
 	if err := d.Start(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -278,4 +291,46 @@ func TestBreakerProbesWithNothingInHand(t *testing.T) {
 	}
 	r.wait(ids, floodgate.StatusSucceeded)
 	r.chargedOnce(ids)
+}
+
+// flakyStore fails the first call of NewKeyGeneration and of Defer, as a
+// database failing over would.
+type flakyStore struct {
+	floodgate.Store
+	newKeyFailed, deferFailed atomic.Bool
+}
+
+var errFlaky = errors.New("store: connection reset (injected)")
+
+func (s *flakyStore) NewKeyGeneration(ctx context.Context, id string, attempt int, pi string, now time.Time) (*floodgate.Donation, error) {
+	if s.newKeyFailed.CompareAndSwap(false, true) {
+		return nil, errFlaky
+	}
+	return s.Store.NewKeyGeneration(ctx, id, attempt, pi, now)
+}
+
+func (s *flakyStore) Defer(ctx context.Context, owner, id string, until time.Time) error {
+	if s.deferFailed.CompareAndSwap(false, true) {
+		return errFlaky
+	}
+	return s.Store.Defer(ctx, owner, id, until)
+}
+
+// TestStoreFailureWhileDeferring: after a stored 500 the lookups find no
+// payment, but the store fails as the new key is recorded, and again as
+// the gift is put off. The dispatcher goes on extending the leases of what
+// it claimed, so a put-off it did not record would hold the gift forever:
+// it retries, and the gift is charged once.
+func TestStoreFailureWhileDeferring(t *testing.T) {
+	flaky := &flakyStore{}
+	r := newRigWith(t, sandbox.Options{FailRate: 0.5}, func(s floodgate.Store) floodgate.Store {
+		flaky.Store = s
+		return flaky
+	}, nil)
+	ids := r.accept(20, "pm_card_visa")
+	r.wait(ids, floodgate.StatusSucceeded)
+	r.chargedOnce(ids)
+	if !flaky.newKeyFailed.Load() || !flaky.deferFailed.Load() {
+		t.Fatalf("the store never failed (new key %v, defer %v): the test proved nothing", flaky.newKeyFailed.Load(), flaky.deferFailed.Load())
+	}
 }

@@ -149,9 +149,25 @@ func (d *Dispatcher) countReconciled(outcome string) {
 	}
 }
 
-// deferDonation gives the donation's claim up for a while.
+// deferDonation gives the donation's claim up for a while. A failed
+// store write is retried: this dispatcher keeps extending the leases of
+// what it claimed, so a claim it dropped unrecorded would never lapse.
+// On shutdown, releasing the leases frees it instead.
 func (d *Dispatcher) deferDonation(ctx context.Context, don *floodgate.Donation, wait time.Duration) {
-	if err := d.store.Defer(context.WithoutCancel(ctx), don.ID, d.opts.Clock.Now().Add(wait)); err != nil {
-		d.log.Warn("dispatch: deferring failed; the lease will lapse instead", "donation", don.ID, "err", err)
+	for try := 0; ; try++ {
+		err := d.store.Defer(context.WithoutCancel(ctx), d.opts.Owner, don.ID, d.opts.Clock.Now().Add(wait))
+		switch {
+		case err == nil:
+			return
+		case floodgate.ErrorCode(err) == floodgate.ESTATE:
+			// Settled meanwhile (a webhook), or no longer this
+			// dispatcher's: nothing to give up.
+			d.log.Debug("dispatch: nothing to defer", "donation", don.ID, "err", err)
+			return
+		}
+		d.log.Error("dispatch: deferring failed; retrying", "donation", don.ID, "err", err)
+		if !sleep(ctx, d.opts.Policy.Backoff(try, rand.Float64())+100*time.Millisecond) {
+			return
+		}
 	}
 }

@@ -906,14 +906,14 @@ func (s *Store) ReleaseLeases(ctx context.Context, owner string) error {
 }
 
 // Defer implements floodgate.Store.
-func (s *Store) Defer(ctx context.Context, id string, until time.Time) error {
-	tag, err := s.pool.Exec(ctx, `UPDATE donations SET claimed_by = NULL, lease_until = $1 WHERE id = $2 AND status = 'processing'`,
-		micro(until), id)
+func (s *Store) Defer(ctx context.Context, owner, id string, until time.Time) error {
+	tag, err := s.pool.Exec(ctx, `UPDATE donations SET claimed_by = NULL, lease_until = $1 WHERE id = $2 AND status = 'processing' AND claimed_by = $3`,
+		micro(until), id, owner)
 	if err != nil {
 		return err
 	}
 	if tag.RowsAffected() == 0 {
-		return floodgate.Errorf(floodgate.ESTATE, "Donation %q is not processing.", id)
+		return floodgate.Errorf(floodgate.ESTATE, "Donation %q is not processing under this claim.", id)
 	}
 	return nil
 }

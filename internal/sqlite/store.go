@@ -762,16 +762,16 @@ func (s *Store) Secret(ctx context.Context, name string) ([]byte, error) {
 }
 
 // Defer implements floodgate.Store.
-func (s *Store) Defer(ctx context.Context, id string, until time.Time) error {
-	res, err := s.w.ExecContext(ctx, `UPDATE donations SET claimed_by = NULL, lease_until = ? WHERE id = ? AND status = 'processing'`,
-		nanos(until), id)
+func (s *Store) Defer(ctx context.Context, owner, id string, until time.Time) error {
+	res, err := s.w.ExecContext(ctx, `UPDATE donations SET claimed_by = NULL, lease_until = ? WHERE id = ? AND status = 'processing' AND claimed_by = ?`,
+		nanos(until), id, owner)
 	if err != nil {
 		return err
 	}
 	if n, err := res.RowsAffected(); err != nil {
 		return err
 	} else if n == 0 {
-		return floodgate.Errorf(floodgate.ESTATE, "Donation %q is not processing.", id)
+		return floodgate.Errorf(floodgate.ESTATE, "Donation %q is not processing under this claim.", id)
 	}
 	return nil
 }

@@ -428,8 +428,10 @@ func testLeases(t *testing.T, open Opener) {
 	}
 	wantTotals(t, f.totals("c"), 0, 0, 300, 2, 0)
 
-	// Deferring gives the claim up until a later time.
-	if err := f.store.Defer(f.ctx, ds[0].ID, f.clock.Now().Add(time.Hour)); err != nil {
+	// Deferring gives the claim up until a later time; only its holder
+	// can.
+	wantCode(t, f.store.Defer(f.ctx, "next", ds[0].ID, f.clock.Now().Add(time.Hour)), floodgate.ESTATE)
+	if err := f.store.Defer(f.ctx, "other", ds[0].ID, f.clock.Now().Add(time.Hour)); err != nil {
 		t.Fatal(err)
 	}
 	if err := f.store.ExtendLeases(f.ctx, "other", f.clock.Now().Add(2*time.Hour)); err != nil {
@@ -440,7 +442,7 @@ func testLeases(t *testing.T, open Opener) {
 		t.Fatalf("claim after defer = %v, want %s", ids(got), ds[0].ID)
 	}
 	accepted := f.acceptNew("c", 100)[0]
-	wantCode(t, f.store.Defer(f.ctx, accepted.ID, f.clock.Now()), floodgate.ESTATE)
+	wantCode(t, f.store.Defer(f.ctx, "later", accepted.ID, f.clock.Now()), floodgate.ESTATE)
 }
 
 func testSettle(t *testing.T, open Opener) {
