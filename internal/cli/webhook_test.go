@@ -1103,3 +1103,30 @@ func TestWebhookNotShedWithDonorTraffic(t *testing.T) {
 		t.Logf("%d of %d donors shed as overloaded while the writer was held for %v", n, donors, holdFor.Round(time.Millisecond))
 	}
 }
+
+// TestWebhookFailureOfAnEarlierCard: a donor's card is declined and the
+// donor brings another; the first card's payment_failed event arrives (or
+// is redelivered) while the gift waits to be charged with the new card.
+// It says nothing of the new card: the gift stays in line and is charged.
+func TestWebhookFailureOfAnEarlierCard(t *testing.T) {
+	m, c := whStart(t, nil)
+	id, token := c.donate(gift(3000, "pm_card_chargeDeclined"))
+	c.waitStatus(id, "failed", 60*time.Second)
+	g := whGift{id: id, token: token, amount: 3000, pi: whPaymentIntentOf(t, m, id)}
+	if err := m.Dispatcher.Pause(context.Background(), true); err != nil {
+		t.Fatal(err)
+	}
+	if r := c.do("POST", "/v1/donations/"+id+"/payment_method", `{"payment_method": "pm_card_visa"}`, "Authorization", "Bearer "+token); r.status != http.StatusAccepted {
+		t.Fatalf("new card: %d %s", r.status, r.body)
+	}
+	before := whSnapshot(t, c, g)
+	payload := whEvent(t, "payment_intent.payment_failed", time.Now(), whPaymentIntent(g.pi, g.id, g.amount, "requires_payment_method"))
+	if whAccepted(t, whDeliver(c, payload, whSign(whSecret, time.Now(), payload))) {
+		t.Fatal("the first card's failure was applied to the gift waiting with the second")
+	}
+	whUnchanged(t, "the first card's failure", before, whSnapshot(t, c, g))
+	if err := m.Dispatcher.Pause(context.Background(), false); err != nil {
+		t.Fatal(err)
+	}
+	c.waitStatus(id, "succeeded", 60*time.Second)
+}

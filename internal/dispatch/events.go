@@ -62,8 +62,11 @@ func (d *Dispatcher) applyPayment(ctx context.Context, don *floodgate.Donation, 
 	}
 	// A failure or a request for 3-D Secure from an attempt older than the
 	// current key (before the donor brought another card) says nothing of
-	// this attempt. Success is always recorded: money that moved counts.
-	if ev.Type != "payment_intent.succeeded" && don.KeySince != nil && ev.Created.Before(don.KeySince.Add(-time.Second)) {
+	// this attempt; nor does any while the current key has not been used
+	// (the gift waits in line with another card: a dispatcher may claim it
+	// between this read and the settlement). Success is always recorded:
+	// money that moved counts.
+	if ev.Type != "payment_intent.succeeded" && (don.KeySince == nil || ev.Created.Before(don.KeySince.Add(-time.Second))) {
 		d.log.Info("dispatch: stale event ignored", "type", ev.Type, "event", ev.ID, "donation", don.ID)
 		return false, nil
 	}
