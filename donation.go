@@ -264,10 +264,14 @@ func NewKeyNote(from int, paymentIntentID string) string {
 }
 
 // CheckNewKeyGeneration returns ESTATE unless d is processing at key
-// generation from (a second caller that saw the same generation loses).
-func CheckNewKeyGeneration(d *Donation, from int) error {
+// generation from, claimed by owner (a second caller that saw the same
+// generation loses, and so does a dispatcher whose claim another took).
+func CheckNewKeyGeneration(d *Donation, owner string, from int) error {
 	if d.Status != StatusProcessing || d.Attempt != from {
 		return Errorf(ESTATE, "Donation is %s at key generation %d, not processing at %d.", d.Status, d.Attempt, from)
+	}
+	if d.ClaimedBy != owner {
+		return Errorf(ESTATE, "Donation is claimed by %q, not %q.", d.ClaimedBy, owner)
 	}
 	return nil
 }

@@ -116,7 +116,7 @@ type Store interface {
 	// PaymentIntent that still awaits a confirmation: paymentIntentID, when
 	// not empty, is recorded as the donation's. ESTATE unless processing
 	// with attempt equal to from.
-	NewKeyGeneration(ctx context.Context, id string, from int, paymentIntentID string, now time.Time) (*Donation, error)
+	NewKeyGeneration(ctx context.Context, owner, id string, from int, paymentIntentID string, now time.Time) (*Donation, error)
 	// Settle applies s, updates the totals and the history in one
 	// transaction, and returns the donation as it now is. ENOTFOUND;
 	// ESTATE (with the unchanged donation) when the move is not allowed.

@@ -484,7 +484,7 @@ func (d *Dispatcher) apply(ctx context.Context, don *floodgate.Donation, p *floo
 		switch p.Status {
 		case floodgate.PaymentRequiresConfirmation:
 			// Confirm that PaymentIntent, under a key of its own.
-			next, err := d.store.NewKeyGeneration(ctx, don.ID, don.Attempt, p.ID, d.opts.Clock.Now())
+			next, err := d.store.NewKeyGeneration(ctx, d.opts.Owner, don.ID, don.Attempt, p.ID, d.opts.Clock.Now())
 			if err != nil {
 				d.log.Error("dispatch: recording a PaymentIntent to confirm failed", "donation", don.ID, "payment_intent", p.ID, "err", err)
 				d.deferDonation(ctx, don, d.opts.DeferWait)

@@ -302,11 +302,11 @@ type flakyStore struct {
 
 var errFlaky = errors.New("store: connection reset (injected)")
 
-func (s *flakyStore) NewKeyGeneration(ctx context.Context, id string, attempt int, pi string, now time.Time) (*floodgate.Donation, error) {
+func (s *flakyStore) NewKeyGeneration(ctx context.Context, owner, id string, attempt int, pi string, now time.Time) (*floodgate.Donation, error) {
 	if s.newKeyFailed.CompareAndSwap(false, true) {
 		return nil, errFlaky
 	}
-	return s.Store.NewKeyGeneration(ctx, id, attempt, pi, now)
+	return s.Store.NewKeyGeneration(ctx, owner, id, attempt, pi, now)
 }
 
 func (s *flakyStore) Defer(ctx context.Context, owner, id string, until time.Time) error {

@@ -46,7 +46,7 @@ func (d *Dispatcher) reconcile(ctx context.Context, don *floodgate.Donation, cau
 		}
 	}
 	d.countReconciled("none")
-	nd, err := d.store.NewKeyGeneration(ctx, don.ID, don.Attempt, "", d.opts.Clock.Now())
+	nd, err := d.store.NewKeyGeneration(ctx, d.opts.Owner, don.ID, don.Attempt, "", d.opts.Clock.Now())
 	if err != nil {
 		d.log.Error("dispatch: new key generation failed", "donation", don.ID, "err", err)
 		d.deferDonation(ctx, don, d.opts.DeferWait)

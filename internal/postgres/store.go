@@ -781,10 +781,10 @@ func (s *Store) ReplacePaymentMethod(ctx context.Context, id, pm string, now tim
 }
 
 // NewKeyGeneration implements floodgate.Store.
-func (s *Store) NewKeyGeneration(ctx context.Context, id string, from int, paymentIntentID string, now time.Time) (*floodgate.Donation, error) {
+func (s *Store) NewKeyGeneration(ctx context.Context, owner, id string, from int, paymentIntentID string, now time.Time) (*floodgate.Donation, error) {
 	now = micro(now)
 	return s.move(ctx, id, func(d *floodgate.Donation) (*change, error) {
-		if err := floodgate.CheckNewKeyGeneration(d, from); err != nil {
+		if err := floodgate.CheckNewKeyGeneration(d, owner, from); err != nil {
 			return nil, err
 		}
 		return &change{

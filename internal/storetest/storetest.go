@@ -567,22 +567,26 @@ func testNewKeyGeneration(t *testing.T, open Opener) {
 	f := newFixture(t, open)
 	f.campaign("c")
 	ds := f.acceptNew("c", 1000)
-	_, err := f.store.NewKeyGeneration(f.ctx, ds[0].ID, 0, "", f.clock.Now())
+	_, err := f.store.NewKeyGeneration(f.ctx, "d", ds[0].ID, 0, "", f.clock.Now())
 	wantCode(t, err, floodgate.ESTATE) // not processing yet
 	f.claim("d", 1)
 	f.clock.Advance(time.Hour)
-	d, err := f.store.NewKeyGeneration(f.ctx, ds[0].ID, 0, "", f.clock.Now())
+	d, err := f.store.NewKeyGeneration(f.ctx, "d", ds[0].ID, 0, "", f.clock.Now())
 	if err != nil || d.Attempt != 1 || d.Status != floodgate.StatusProcessing || !d.KeySince.Equal(f.clock.Now()) {
 		t.Fatalf("NewKeyGeneration = %+v, %v", d, err)
 	}
 	// A second caller that saw generation 0 loses.
-	_, err = f.store.NewKeyGeneration(f.ctx, ds[0].ID, 0, "", f.clock.Now())
+	_, err = f.store.NewKeyGeneration(f.ctx, "d", ds[0].ID, 0, "", f.clock.Now())
 	wantCode(t, err, floodgate.ESTATE)
 	wantTotals(t, f.totals("c"), 0, 0, 1000, 1, 0)
 
+	// Only the claim's holder moves it on.
+	_, err = f.store.NewKeyGeneration(f.ctx, "other", ds[0].ID, 1, "", f.clock.Now())
+	wantCode(t, err, floodgate.ESTATE)
+
 	// A PaymentIntent found awaiting confirmation is recorded with the
 	// new generation.
-	d, err = f.store.NewKeyGeneration(f.ctx, ds[0].ID, 1, "pi_found", f.clock.Now())
+	d, err = f.store.NewKeyGeneration(f.ctx, "d", ds[0].ID, 1, "pi_found", f.clock.Now())
 	if err != nil || d.Attempt != 2 || d.PaymentIntentID != "pi_found" {
 		t.Fatalf("NewKeyGeneration with a PaymentIntent = %+v, %v", d, err)
 	}
