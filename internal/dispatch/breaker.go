@@ -84,8 +84,10 @@ func (b *breaker) record(err error, probe bool, now time.Time) {
 	if probe {
 		b.probing = false
 	}
-	if errors.Is(err, context.Canceled) {
-		return // abandoned (shutdown): it says nothing of the provider
+	if errors.Is(err, context.Canceled) || errors.Is(err, errKeyExpired) {
+		// Abandoned (shutdown), or never sent (the key was too old): it
+		// says nothing of the provider. A probe's turn passes to the next.
+		return
 	}
 	if !unanswered(err) {
 		if b.state != breakerClosed || b.failures > 0 {

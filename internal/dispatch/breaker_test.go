@@ -61,6 +61,18 @@ func TestBreaker(t *testing.T) {
 	if p := <-second; !p {
 		t.Fatal("the waiting request was not the next probe")
 	}
+	// That probe is never sent (its key was too old): the breaker learns
+	// nothing and the next request probes.
+	if st, _ := b.status(); st != breakerHalfOpen {
+		t.Fatalf("state %d while the second probe is out, want half-open", st)
+	}
+	b.record(errKeyExpired, true, clock.Now())
+	if st, _ := b.status(); st != breakerHalfOpen {
+		t.Fatalf("after a probe never sent: state %d, want half-open", st)
+	}
+	if p, err := b.allow(ctx, clock); !p || err != nil {
+		t.Fatalf("after a probe never sent: probe %v err %v, want the next probe", p, err)
+	}
 	// That probe succeeds: closed, and everyone goes.
 	b.record(nil, true, clock.Now())
 	if st, _ := b.status(); st != breakerClosed {
