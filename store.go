@@ -115,7 +115,7 @@ type Store interface {
 	// proved that no payment exists for the current key, or found a
 	// PaymentIntent that still awaits a confirmation: paymentIntentID, when
 	// not empty, is recorded as the donation's. ESTATE unless processing
-	// with attempt equal to from.
+	// with attempt equal to from and claimed by owner.
 	NewKeyGeneration(ctx context.Context, owner, id string, from int, paymentIntentID string, now time.Time) (*Donation, error)
 	// Settle applies s, updates the totals and the history in one
 	// transaction, and returns the donation as it now is. ENOTFOUND;

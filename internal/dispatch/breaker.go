@@ -127,9 +127,10 @@ func (b *breaker) status() (int, time.Time) {
 }
 
 // unanswered reports whether err says the provider did not answer at all,
-// or failed on its side: what the breaker counts.
+// or failed on its side: what the breaker counts (record has already set
+// aside requests abandoned or never sent).
 func unanswered(err error) bool {
-	if err == nil || errors.Is(err, context.Canceled) || errors.Is(err, errKeyExpired) {
+	if err == nil {
 		return false
 	}
 	var pe *floodgate.ProviderError

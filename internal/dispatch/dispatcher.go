@@ -567,30 +567,40 @@ func (d *Dispatcher) settleDeclined(ctx context.Context, don *floodgate.Donation
 }
 
 func (d *Dispatcher) settle(ctx context.Context, s floodgate.Settlement) {
-	for try := 0; ; try++ {
-		don, err := d.store.Settle(ctx, s)
-		switch {
-		case err == nil:
-			if d.opts.Metrics != nil {
-				d.opts.Metrics.Settled.WithLabelValues(string(s.Status)).Inc()
-			}
-			if d.opts.Settled != nil {
-				d.opts.Settled(don)
-			}
-			return
-		case floodgate.ErrorCode(err) == floodgate.ESTATE:
-			// Already moved on (a webhook got there first): nothing to do.
-			d.log.Debug("dispatch: settlement not applied", "donation", s.DonationID, "status", s.Status, "err", err)
-			return
-		case ctx.Err() != nil:
-			return
+	// The payment outcome is known and must not be lost; if this process
+	// dies first, the lease lapses and the same key returns the same
+	// outcome.
+	var don *floodgate.Donation
+	err := d.persist(ctx, "recording a settlement", s.DonationID, func() (err error) {
+		don, err = d.store.Settle(ctx, s)
+		return err
+	})
+	switch {
+	case err == nil:
+		if d.opts.Metrics != nil {
+			d.opts.Metrics.Settled.WithLabelValues(string(s.Status)).Inc()
 		}
-		// The store failed: the payment outcome is known and must not be
-		// lost. Keep trying; if this process dies first, the lease lapses
-		// and the same key returns the same outcome.
-		d.log.Error("dispatch: recording a settlement failed; retrying", "donation", s.DonationID, "err", err)
+		if d.opts.Settled != nil {
+			d.opts.Settled(don)
+		}
+	case floodgate.ErrorCode(err) == floodgate.ESTATE:
+		// Already moved on (a webhook got there first): nothing to do.
+		d.log.Debug("dispatch: settlement not applied", "donation", s.DonationID, "status", s.Status, "err", err)
+	}
+}
+
+// persist runs write until the store takes it, refuses the move (ESTATE,
+// returned), or ctx ends, backing off between tries: a write the
+// dispatcher's promises depend on is never given up on a store failure.
+func (d *Dispatcher) persist(ctx context.Context, what, donationID string, write func() error) error {
+	for try := 0; ; try++ {
+		err := write()
+		if err == nil || floodgate.ErrorCode(err) == floodgate.ESTATE || ctx.Err() != nil {
+			return err
+		}
+		d.log.Error("dispatch: "+what+" failed; retrying", "donation", donationID, "err", err)
 		if !sleep(ctx, d.opts.Policy.Backoff(try, rand.Float64())+100*time.Millisecond) {
-			return
+			return ctx.Err()
 		}
 	}
 }

@@ -154,20 +154,12 @@ func (d *Dispatcher) countReconciled(outcome string) {
 // what it claimed, so a claim it dropped unrecorded would never lapse.
 // On shutdown, releasing the leases frees it instead.
 func (d *Dispatcher) deferDonation(ctx context.Context, don *floodgate.Donation, wait time.Duration) {
-	for try := 0; ; try++ {
-		err := d.store.Defer(context.WithoutCancel(ctx), d.opts.Owner, don.ID, d.opts.Clock.Now().Add(wait))
-		switch {
-		case err == nil:
-			return
-		case floodgate.ErrorCode(err) == floodgate.ESTATE:
-			// Settled meanwhile (a webhook), or no longer this
-			// dispatcher's: nothing to give up.
-			d.log.Debug("dispatch: nothing to defer", "donation", don.ID, "err", err)
-			return
-		}
-		d.log.Error("dispatch: deferring failed; retrying", "donation", don.ID, "err", err)
-		if !sleep(ctx, d.opts.Policy.Backoff(try, rand.Float64())+100*time.Millisecond) {
-			return
-		}
+	err := d.persist(ctx, "deferring", don.ID, func() error {
+		return d.store.Defer(context.WithoutCancel(ctx), d.opts.Owner, don.ID, d.opts.Clock.Now().Add(wait))
+	})
+	if floodgate.ErrorCode(err) == floodgate.ESTATE {
+		// Settled meanwhile (a webhook), or no longer this dispatcher's:
+		// nothing to give up.
+		d.log.Debug("dispatch: nothing to defer", "donation", don.ID, "err", err)
 	}
 }
