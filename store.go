@@ -151,7 +151,9 @@ type Store interface {
 	// Secret returns the named secret shared by every node, creating 32
 	// random bytes on first use.
 	Secret(ctx context.Context, name string) ([]byte, error)
-	// Ping checks that the store answers.
+	// Ping checks that the store answers and takes writes (a node whose
+	// every commit fails must not be ready): it makes one small write.
+	// Readiness checks call it, not request paths.
 	Ping(ctx context.Context) error
 	// Close releases the store.
 	Close() error

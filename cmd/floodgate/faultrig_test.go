@@ -101,7 +101,7 @@ func newFaultRig(t *testing.T, bin string, sandboxArgs ...string) *faultRig {
 // startServer starts floodgate and waits until it is ready.
 func (r *faultRig) startServer() {
 	r.t.Helper()
-	args := []string{"serve", "--demo", "--addr", r.addr, "--data-dir", r.dataDir, "--admin-token", "fault-test",
+	args := []string{"serve", "--demo", "--addr", r.addr, "--data-dir", r.dataDir,
 		"--stripe-api-base", r.apiBase, "--log-level", "warn"}
 	names := make([]string, 0, len(r.serveArgs))
 	for name := range r.serveArgs {

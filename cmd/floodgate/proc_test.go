@@ -71,11 +71,17 @@ type proc struct {
 // start runs name with args in its own process group.
 func start(tb testing.TB, dir string, env []string, name string, args ...string) *proc {
 	tb.Helper()
+	return startEnv(tb, dir, append(os.Environ(), env...), name, args...)
+}
+
+// startEnv is start with exactly the environment env.
+func startEnv(tb testing.TB, dir string, env []string, name string, args ...string) *proc {
+	tb.Helper()
 	p := &proc{tb: tb, done: make(chan struct{})}
 	p.cond = sync.NewCond(&p.mu)
 	p.cmd = exec.Command(name, args...)
 	p.cmd.Dir = dir
-	p.cmd.Env = append(os.Environ(), env...)
+	p.cmd.Env = env
 	p.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	pr, pw := io.Pipe()
 	p.cmd.Stdout, p.cmd.Stderr = pw, pw
@@ -144,6 +150,21 @@ func (p *proc) await(re *regexp.Regexp, timeout time.Duration) string {
 			p.tb.Fatalf("no %s within %v:\n%s", re, timeout, p.out.String())
 		}
 		p.cond.Wait()
+	}
+}
+
+// interrupt sends SIGINT to the whole process group, as Ctrl-C in a
+// terminal does, and waits for the exit.
+func (p *proc) interrupt() {
+	p.tb.Helper()
+	if p.cmd.Process == nil {
+		return
+	}
+	_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGINT)
+	select {
+	case <-p.done:
+	case <-time.After(30 * time.Second):
+		p.tb.Fatalf("no exit within 30s of SIGINT:\n%s", p.output())
 	}
 }
 

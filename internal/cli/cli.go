@@ -15,6 +15,7 @@ import (
 	"strings"
 
 	"github.com/floodgate/floodgate/internal/config"
+	"github.com/floodgate/floodgate/internal/sqlite"
 )
 
 // Exit codes.
@@ -53,6 +54,8 @@ func Run(ctx context.Context, args []string, env Env) int {
 		err = runLoadCmd(ctx, rest, env)
 	case "export":
 		err = runExport(ctx, rest, env)
+	case "admin-token":
+		err = runAdminToken(rest, env)
 	case "version", "--version":
 		fmt.Fprintln(env.Stdout, "floodgate", Version())
 		return ExitOK
@@ -101,6 +104,7 @@ Usage:
   floodgate load [flags]       an open-model load test against a running floodgate
   floodgate export gift-aid --campaign ID | ie-relief --year Y
                                tax-relief claims as CSV
+  floodgate admin-token reset  a new admin token for the data directory, printed once
   floodgate version            print the version
 
 Every serve flag is also an environment variable; 'floodgate serve --help' lists them.
@@ -121,9 +125,9 @@ func newLogger(w io.Writer, level, format string) *slog.Logger {
 	_ = lv.UnmarshalText([]byte(level)) // validated by config
 	opts := &slog.HandlerOptions{Level: lv}
 	if format == "json" {
-		return slog.New(slog.NewJSONHandler(w, opts))
+		return slog.New(redactHandler{slog.NewJSONHandler(w, opts)})
 	}
-	return slog.New(slog.NewTextHandler(w, opts))
+	return slog.New(redactHandler{slog.NewTextHandler(w, opts)})
 }
 
 // loadConfig loads the configuration for command cmd, which takes no
@@ -152,5 +156,25 @@ func showConfig(args []string, env Env) error {
 	if err := cfg.Dump(env.Stdout); err != nil {
 		return err
 	}
-	return cfg.Validate()
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+	return checkStore(cfg)
+}
+
+// checkStore refuses a store that `floodgate serve` could not open, the
+// way it would open it, without opening it: `floodgate config` and
+// `floodgate serve` both run it before anything starts.
+func checkStore(cfg *config.Config) error {
+	if cfg.StoreEngine() != config.EngineSQLite {
+		return nil
+	}
+	if err := sqlite.CheckPath(cfg.SQLitePath()); err != nil {
+		name := "FLOODGATE_STORE_URL"
+		if cfg.StoreURL == "sqlite" {
+			name = "FLOODGATE_DATA_DIR"
+		}
+		return cfg.Refuse(name, "the SQLite store cannot be opened there: %v", err)
+	}
+	return nil
 }

@@ -19,7 +19,7 @@ import (
 	"github.com/floodgate/floodgate/internal/config"
 )
 
-const testAdminToken = "test-admin-token"
+const testAdminToken = "test-admin-token-of-at-least-32-characters"
 
 // startMain starts a node exactly as `floodgate serve --demo` does, on a
 // loopback port with a temporary data directory and the in-process

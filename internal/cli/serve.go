@@ -39,7 +39,13 @@ func serve(ctx context.Context, args []string, env Env) error {
 	if err := cfg.Validate(); err != nil {
 		return err
 	}
+	if err := checkStore(cfg); err != nil {
+		return err
+	}
 	m := &Main{Config: cfg, Stdout: env.Stdout, Logger: newLogger(env.Stderr, cfg.LogLevel, cfg.LogFormat)}
+	for _, w := range cfg.Warnings() {
+		m.Logger.Warn(w)
+	}
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if err := m.Open(ctx); err != nil {
@@ -98,7 +104,7 @@ func (m *Main) Open(ctx context.Context) error {
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return fmt.Errorf("data dir: %w", err)
 	}
-	adminHash, err := m.adminToken()
+	admin, pendingToken, err := m.adminToken()
 	if err != nil {
 		return err
 	}
@@ -167,7 +173,7 @@ func (m *Main) Open(ctx context.Context) error {
 	}
 	api := httpapi.New(httpapi.Config{
 		Store: store, Ingest: m.Ingest, Line: m.Dispatcher, Hub: m.hub, Metrics: m.Metrics, Logger: m.Logger,
-		Clock: m.Clock, AdminTokenHash: adminHash, SSEHeartbeat: cfg.SSEHeartbeat,
+		Clock: m.Clock, AdminTokenHash: admin.Hash, SSEHeartbeat: cfg.SSEHeartbeat,
 		Ready: func(ctx context.Context) (string, error) {
 			if err := store.Ping(ctx); err != nil {
 				return "", fmt.Errorf("store: %w", err)
@@ -207,6 +213,11 @@ func (m *Main) Open(ctx context.Context) error {
 			m.Logger.Error("http server stopped", "err", err)
 		}
 	}()
+	if pendingToken != "" {
+		if err := m.keepAdminToken(admin, pendingToken); err != nil {
+			return err
+		}
+	}
 	m.Logger.Info("floodgate serving", "addr", m.Addr.String(), "store", storeName(cfg), "payments", cfg.Payments,
 		"provider_rate", cfg.ProviderRate, "provider_global_rate", cfg.ProviderGlobalRate, "demo", cfg.Demo)
 	if m.SandboxURL != "" {

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"fmt"
 	"net/netip"
 	"path/filepath"
 	"strings"
@@ -337,3 +338,17 @@ const (
 	liveGlobalRate = 80
 	testGlobalRate = 20
 )
+
+// Warnings lists what is allowed but unwise in this configuration, for
+// the log at start: a secret given as a flag's value is visible to every
+// local user in /proc/<pid>/cmdline and in the shell's history.
+func (c *Config) Warnings() []string {
+	var w []string
+	for _, o := range options {
+		if o.secret && c.origin(o) == (origin{source: SourceFlag, detail: "--" + o.flag}) {
+			w = append(w, fmt.Sprintf("%s was given on the command line (--%s), where every local user can read it; use the environment, %s or --%s",
+				o.env, o.flag, o.fileEnv(), o.fileFlag()))
+		}
+	}
+	return w
+}

@@ -56,8 +56,8 @@ var options = []*option{
 		help:  "The payment provider: sandbox (built in, Stripe-compatible) or stripe.",
 		field: func(c *Config) any { return &c.Payments }, check: oneOf("sandbox", "stripe")},
 	{env: "FLOODGATE_ADMIN_TOKEN", flag: "admin-token", def: "", secret: true,
-		help:  "The admin API's bearer token; when empty, one is generated on first start and printed once.",
-		field: func(c *Config) any { return &c.AdminToken }},
+		help:  "The admin API's bearer token, at least 32 characters; when empty, one is generated on first start and printed once.",
+		field: func(c *Config) any { return &c.AdminToken }, check: checkAdminToken},
 	{env: "FLOODGATE_DEMO", flag: "demo", def: "false",
 		help:  "Create the demo campaign at start if it does not exist.",
 		field: func(c *Config) any { return &c.Demo }},
@@ -69,7 +69,7 @@ var options = []*option{
 		field: func(c *Config) any { return &c.LogFormat }, check: oneOf("text", "json")},
 	{env: "FLOODGATE_PUBLIC_URL", flag: "public-url", def: "",
 		help:  "The URL browsers reach this server at, for the sandbox's 3-D Secure page and webhooks.",
-		field: func(c *Config) any { return &c.PublicURL }, check: checkPublicURL},
+		field: func(c *Config) any { return &c.PublicURL }, check: checkPublicURL, redact: redactURL},
 
 	{env: "FLOODGATE_PROVIDER_RATE", flag: "provider-rate", def: "20",
 		help:  "PaymentIntent requests per second, all nodes together (Stripe's default per-endpoint limit is 25/s).",
@@ -88,7 +88,7 @@ var options = []*option{
 		field: func(c *Config) any { return &c.StripeWebhookSecret }, check: checkWebhookSecrets, redact: maskList},
 	{env: "FLOODGATE_STRIPE_API_BASE", flag: "stripe-api-base", def: "",
 		help:  "The Stripe API base URL; empty is Stripe's own (point it at stripe-mock or an external sandbox).",
-		field: func(c *Config) any { return &c.StripeAPIBase }, check: checkAPIBase},
+		field: func(c *Config) any { return &c.StripeAPIBase }, check: checkAPIBase, redact: redactURL},
 
 	{env: "FLOODGATE_BATCH_MAX", flag: "batch-max", def: "512",
 		help:  "The most donations in one group commit.",

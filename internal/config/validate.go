@@ -1,18 +1,16 @@
 package config
 
 import (
-	"errors"
 	"fmt"
-	"io/fs"
 	"math"
 	"net"
 	"net/netip"
 	"net/url"
-	"os"
-	"path/filepath"
 	"strings"
-	"syscall"
 	"time"
+	"unicode/utf8"
+
+	"github.com/floodgate/floodgate/internal/writable"
 )
 
 // Stripe's documented account rate limits, which floodgate must stay under
@@ -160,6 +158,13 @@ var rules = []func(c *Config) error{
 func (c *Config) fail(name, format string, args ...any) *Error {
 	o := lookup(name)
 	return &Error{Name: o.env, Flag: o.flag, Value: o.display(o.value(c)), Problem: fmt.Sprintf(format, args...)}
+}
+
+// Refuse returns the *Error for the named setting with its current value,
+// for checks made outside this package (a store path the engine cannot
+// open).
+func (c *Config) Refuse(name, format string, args ...any) *Error {
+	return c.fail(name, format, args...)
 }
 
 // ref names another setting with its value, as a rule's message cites it.
@@ -357,9 +362,11 @@ func parseStoreURL(s string) (engine, path, problem string) {
 	return "", "", "unknown store; valid are " + validStores
 }
 
-// redactURL hides the password of a URL, in its user information or in a
-// password parameter; a value that is not a URL but mentions a password
-// is hidden whole.
+// redactURL hides the credentials of a URL: the password in its user
+// information (or, on an HTTP URL, the whole user information, which is
+// how an API key rides in one) and any query parameter that carries a
+// credential; a value that is not a URL but mentions a password or holds
+// an @ is hidden whole.
 func redactURL(s string) string {
 	u, err := url.Parse(s)
 	if err != nil {
@@ -372,18 +379,26 @@ func redactURL(s string) string {
 	if u.RawQuery != "" {
 		parts := strings.Split(u.RawQuery, "&")
 		for i, p := range parts {
-			if k, _, ok := strings.Cut(p, "="); ok && strings.EqualFold(k, "password") {
+			if k, _, ok := strings.Cut(p, "="); ok && credentialParam(k) {
 				parts[i], changed = k+"="+mask, true
 			}
 		}
 		u.RawQuery = strings.Join(parts, "&")
 	}
 	if u.User != nil {
+		prefix := u.Scheme + "://"
 		if _, has := u.User.Password(); has {
+			// A database user name says which account, not how to get
+			// in: it stays, the password goes.
 			user := url.User(u.User.Username()).String()
 			u.User = nil
-			prefix := u.Scheme + "://"
 			return prefix + user + ":" + mask + "@" + strings.TrimPrefix(u.String(), prefix)
+		}
+		if u.Scheme != "postgres" && u.Scheme != "postgresql" {
+			// On an HTTP URL a lone user name is how a key is sent
+			// (https://sk_live_...@host): all of it is the secret.
+			u.User = nil
+			return prefix + mask + "@" + strings.TrimPrefix(u.String(), prefix)
 		}
 	}
 	if !changed {
@@ -392,66 +407,35 @@ func redactURL(s string) string {
 	return u.String()
 }
 
-// checkDataDir refuses a data directory the server could not write its
-// state into: an existing one must be a directory in which a file can be
-// created, and a missing one must have a nearest existing parent in which
-// it can be created. It never creates the directory: Validate has no
-// business leaving one behind when it refuses.
+// credentialParam reports whether a URL query parameter carries a
+// credential.
+func credentialParam(name string) bool {
+	switch strings.ToLower(name) {
+	case "password", "passwd", "pass", "pwd", "sslpassword", "secret", "token", "key", "api_key", "apikey", "access_token", "auth":
+		return true
+	}
+	return false
+}
+
+// minAdminToken is the shortest admin token accepted: a configured token
+// guards pausing charging and every campaign, and one an operator typed
+// (or that a guesser could try) must not be short.
+const minAdminToken = 32
+
+func checkAdminToken(v any) string {
+	if t := v.(string); t != "" && utf8.RuneCountInString(t) < minAdminToken {
+		return fmt.Sprintf("must be at least %d characters (it is %d); leave it empty and floodgate generates one", minAdminToken, utf8.RuneCountInString(t))
+	}
+	return ""
+}
+
 func checkDataDir(v any) string {
 	dir := v.(string)
 	if dir == "" {
 		return "must not be empty"
 	}
-	fi, err := os.Stat(dir)
-	switch {
-	case err == nil:
-		if !fi.IsDir() {
-			return "exists and is not a directory"
-		}
-		if err := tryWrite(dir); err != nil {
-			return "is not writable: " + err.Error()
-		}
-		return ""
-	case !errors.Is(err, fs.ErrNotExist) && !errors.Is(err, syscall.ENOTDIR):
+	if err := writable.Creatable(dir); err != nil {
 		return err.Error()
 	}
-	abs, err := filepath.Abs(dir)
-	if err != nil {
-		return err.Error()
-	}
-	parent := filepath.Dir(abs)
-	for {
-		fi, err := os.Stat(parent)
-		if err == nil {
-			if !fi.IsDir() {
-				return fmt.Sprintf("cannot be created: %s is not a directory", parent)
-			}
-			if err := tryWrite(parent); err != nil {
-				return fmt.Sprintf("cannot be created: %s is not writable: %v", parent, err)
-			}
-			return ""
-		}
-		if !errors.Is(err, fs.ErrNotExist) && !errors.Is(err, syscall.ENOTDIR) {
-			return "cannot be created: " + err.Error()
-		}
-		up := filepath.Dir(parent)
-		if up == parent {
-			return "cannot be created: no parent directory exists"
-		}
-		parent = up
-	}
-}
-
-// tryWrite proves a directory writable the only reliable way, by creating
-// and removing a file in it; permission bits alone miss read-only mounts,
-// ACLs and quotas.
-func tryWrite(dir string) error {
-	f, err := os.CreateTemp(dir, ".floodgate-write-check-*")
-	if err != nil {
-		return err
-	}
-	name := f.Name()
-	cerr := f.Close()
-	rerr := os.Remove(name)
-	return errors.Join(cerr, rerr)
+	return ""
 }

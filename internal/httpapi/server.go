@@ -50,8 +50,9 @@ type Config struct {
 	Metrics *metrics.Metrics
 	Logger  *slog.Logger
 	Clock   floodgate.Clock
-	// AdminTokenHash is the SHA-256 of the admin token.
-	AdminTokenHash [32]byte
+	// AdminTokenHash returns the SHA-256 of the admin token (it may
+	// change while the server runs: a token reset).
+	AdminTokenHash func() [32]byte
 	// Ready reports whether the node can serve (store and provider), and
 	// a note on what is degraded while it still can.
 	Ready func(ctx context.Context) (string, error)
@@ -82,6 +83,8 @@ type Server struct {
 	log       *slog.Logger
 	mux       *http.ServeMux
 	observers sync.Map // observerKey -> prometheus.Observer
+	// adminFails throttles failed admin authentications per address.
+	adminFails adminThrottle
 }
 
 // New returns a Server; Handler serves it.
@@ -223,18 +226,39 @@ func (s *Server) instrument(route string, next http.HandlerFunc) http.Handler {
 // Handler returns the server's root handler.
 func (s *Server) Handler() http.Handler { return s.mux }
 
-// admin requires the admin token.
+// admin requires the admin token. An address that keeps failing is
+// refused for a while before its token is looked at (adminThrottle).
 func (s *Server) admin(h handlerFunc) handlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) error {
+		addr, now := s.clientAddr(r), s.Clock.Now()
+		if wait := s.adminFails.wait(addr, now); wait > 0 {
+			return &floodgate.Error{Code: floodgate.ERATELIMITED, RetryAfter: wait,
+				Message: "Too many failed admin authentications from this address; try again later."}
+		}
 		tok, ok := bearer(r)
 		if !ok {
+			s.adminFailed(addr, now, r)
 			return floodgate.Errorf(floodgate.EUNAUTHORIZED, "This endpoint needs Authorization: Bearer <admin token>.")
 		}
 		sum := sha256.Sum256([]byte(tok))
-		if subtle.ConstantTimeCompare(sum[:], s.AdminTokenHash[:]) != 1 {
+		var want [32]byte
+		if s.AdminTokenHash != nil {
+			want = s.AdminTokenHash()
+		}
+		if s.AdminTokenHash == nil || subtle.ConstantTimeCompare(sum[:], want[:]) != 1 {
+			s.adminFailed(addr, now, r)
 			return floodgate.Errorf(floodgate.EUNAUTHORIZED, "The admin token is not valid.")
 		}
 		return h(w, r)
+	}
+}
+
+// adminFailed counts a failed admin authentication, and says in the log
+// when an address starts being throttled.
+func (s *Server) adminFailed(addr string, now time.Time, r *http.Request) {
+	if s.adminFails.failed(addr, now) {
+		s.log.Warn("admin authentication: too many failures; the address is refused for a minute",
+			"addr", addr, "failures", adminFailures, "route", r.URL.Path)
 	}
 }
 

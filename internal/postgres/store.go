@@ -96,8 +96,21 @@ func (s *Store) Close() error {
 	return nil
 }
 
-// Ping checks that the database answers.
-func (s *Store) Ping(ctx context.Context) error { return s.pool.Ping(ctx) }
+// Ping checks that the database answers and takes writes: a server in
+// recovery, a read-only session or a full disk fails the probe, a row
+// written and rolled back, so nothing stays behind and no row is shared
+// between nodes.
+func (s *Store) Ping(ctx context.Context) error {
+	tx, err := s.pool.Begin(ctx)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
+	if _, err := tx.Exec(ctx, `INSERT INTO meta (name, value) VALUES ('probe:' || gen_random_uuid(), '\x00')`); err != nil {
+		return fmt.Errorf("the store takes no writes: %w", err)
+	}
+	return nil
+}
 
 // Pool returns the connection pool, for tests that look at the tables.
 func (s *Store) Pool() *pgxpool.Pool { return s.pool }

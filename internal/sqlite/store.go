@@ -17,6 +17,7 @@ import (
 
 	"github.com/floodgate/floodgate"
 	"github.com/floodgate/floodgate/internal/migration"
+	"github.com/floodgate/floodgate/internal/writable"
 )
 
 var _ floodgate.Store = (*Store)(nil)
@@ -55,6 +56,14 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 	if opts.Clock == nil {
 		opts.Clock = floodgate.SystemClock{}
 	}
+	writer, err := FileURI(opts.Path, url.Values{
+		"_pragma": {"busy_timeout(10000)", "journal_mode(WAL)", "synchronous(FULL)", "foreign_keys(ON)"},
+		"_txlock": {"immediate"},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("sqlite %s: %w", opts.Path, err)
+	}
+	reader, _ := FileURI(opts.Path, url.Values{"_pragma": {"busy_timeout(10000)", "query_only(1)"}})
 	lock, err := lockFile(opts.Path + ".lock")
 	if err != nil {
 		return nil, err
@@ -64,15 +73,10 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 		_ = s.Close()
 		return nil, err
 	}
-	u := url.URL{Scheme: "file", Path: opts.Path}
-	q := url.Values{}
-	q.Add("_pragma", "busy_timeout(10000)")
-	q.Add("_pragma", "journal_mode(WAL)")
-	q.Add("_pragma", "synchronous(FULL)")
-	q.Add("_pragma", "foreign_keys(ON)")
-	q.Set("_txlock", "immediate")
-	u.RawQuery = q.Encode()
-	if s.w, err = sql.Open("sqlite", u.String()); err != nil {
+	if err := privateFiles(opts.Path); err != nil {
+		return fail(fmt.Errorf("sqlite %s: %w", opts.Path, err))
+	}
+	if s.w, err = sql.Open("sqlite", writer); err != nil {
 		return fail(err)
 	}
 	s.w.SetMaxOpenConns(1)
@@ -83,11 +87,7 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 		return fail(fmt.Errorf("sqlite %s: %w", opts.Path, err))
 	}
 
-	rq := url.Values{}
-	rq.Add("_pragma", "busy_timeout(10000)")
-	rq.Add("_pragma", "query_only(1)")
-	u.RawQuery = rq.Encode()
-	if s.r, err = sql.Open("sqlite", u.String()); err != nil {
+	if s.r, err = sql.Open("sqlite", reader); err != nil {
 		return fail(err)
 	}
 	s.r.SetMaxOpenConns(opts.ReadConns)
@@ -125,12 +125,11 @@ func OpenReader(ctx context.Context, path string, conns int) (*Store, error) {
 	if _, err := os.Stat(path); err != nil {
 		return nil, err
 	}
-	u := url.URL{Scheme: "file", Path: path}
-	q := url.Values{}
-	q.Add("_pragma", "busy_timeout(10000)")
-	q.Add("_pragma", "query_only(1)")
-	u.RawQuery = q.Encode()
-	r, err := sql.Open("sqlite", u.String())
+	uri, err := FileURI(path, url.Values{"_pragma": {"busy_timeout(10000)", "query_only(1)"}})
+	if err != nil {
+		return nil, err
+	}
+	r, err := sql.Open("sqlite", uri)
 	if err != nil {
 		return nil, err
 	}
@@ -176,12 +175,25 @@ func (s *Store) Close() error {
 	return errors.Join(errs...)
 }
 
-// Ping checks both pools.
+// Ping checks that both pools answer, that the file system holding the
+// database has room for a batch, and that a small write commits: a full
+// disk fails every accept while reads still work.
 func (s *Store) Ping(ctx context.Context) error {
 	if err := s.r.PingContext(ctx); err != nil {
 		return err
 	}
-	return s.w.PingContext(ctx)
+	if s.w == nil {
+		return errors.New("store opened for reading only")
+	}
+	if err := writable.Room(filepath.Dir(s.path), minRoom); err != nil {
+		return err
+	}
+	_, err := s.w.ExecContext(ctx, `INSERT INTO meta (name, value) VALUES ('probe:writable', randomblob(16))
+		ON CONFLICT (name) DO UPDATE SET value = excluded.value`)
+	if err != nil {
+		return fmt.Errorf("the store takes no writes: %w", err)
+	}
+	return nil
 }
 
 // Writer returns the writer pool (one connection), for tests that must
