@@ -40,7 +40,7 @@ type crashRig struct {
 func (r *crashRig) startServer() {
 	r.t.Helper()
 	r.server = start(r.t, r.dataDir, nil, r.bin, "serve", "--demo",
-		"--addr", r.addr, "--data-dir", r.dataDir,
+		"--addr", r.addr, "--metrics-addr", "127.0.0.1:0", "--data-dir", r.dataDir,
 		"--stripe-api-base", r.sandboxURL, "--stripe-webhook-secret", "whsec_crashtest",
 		"--provider-rate", "100", "--provider-global-rate", "100", "--dispatch-workers", "16",
 		"--provider-timeout", "5s", "--lease", "30s", "--log-level", "warn",

@@ -66,6 +66,7 @@ type faultRig struct {
 	t          *testing.T
 	bin        string
 	addr       string // floodgate's
+	metrics    string // floodgate's metrics listener
 	dataDir    string
 	sandboxURL string // the sandbox itself: ledger and fault switches
 	apiBase    string // what floodgate calls: the sandbox, or a proxy in front of it
@@ -78,7 +79,7 @@ type faultRig struct {
 // not started: a case may first put a proxy in front of the sandbox.
 func newFaultRig(t *testing.T, bin string, sandboxArgs ...string) *faultRig {
 	t.Helper()
-	r := &faultRig{t: t, bin: bin, addr: freePort(t), dataDir: t.TempDir(),
+	r := &faultRig{t: t, bin: bin, addr: freePort(t), metrics: freePort(t), dataDir: t.TempDir(),
 		hc: &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 64}},
 		serveArgs: map[string]string{
 			"--provider-rate": faultRate, "--provider-global-rate": faultRate,
@@ -101,7 +102,7 @@ func newFaultRig(t *testing.T, bin string, sandboxArgs ...string) *faultRig {
 // startServer starts floodgate and waits until it is ready.
 func (r *faultRig) startServer() {
 	r.t.Helper()
-	args := []string{"serve", "--demo", "--addr", r.addr, "--data-dir", r.dataDir,
+	args := []string{"serve", "--demo", "--addr", r.addr, "--metrics-addr", r.metrics, "--data-dir", r.dataDir,
 		"--stripe-api-base", r.apiBase, "--log-level", "warn"}
 	names := make([]string, 0, len(r.serveArgs))
 	for name := range r.serveArgs {
@@ -332,7 +333,7 @@ func (r *faultRig) waitFor(what string, cond func() bool) {
 // whose labels contain match.
 func (r *faultRig) metric(name, match string) float64 {
 	r.t.Helper()
-	resp, err := r.hc.Get("http://" + r.addr + "/metrics")
+	resp, err := r.hc.Get("http://" + r.metrics + "/metrics")
 	if err != nil {
 		r.t.Fatal(err)
 	}

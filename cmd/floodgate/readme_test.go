@@ -75,6 +75,12 @@ func TestReadmeWalkthrough(t *testing.T) {
 		base = "http://" + addr
 		t.Logf("port 8080 is taken (%v): the server listens on %s instead", err, addr)
 	}
+	if l, err := net.Listen("tcp", "127.0.0.1:9464"); err == nil {
+		_ = l.Close()
+	} else {
+		env = append(env, "FLOODGATE_METRICS_ADDR=127.0.0.1:0")
+		t.Logf("the default metrics port 9464 is taken (%v): metrics go to a free port", err)
+	}
 	server := startEnv(t, root, env, "sh", "-c", cmds[0])
 	server.await(regexp.MustCompile(`floodgate serving`), 3*time.Minute)
 	token := server.await(regexp.MustCompile(`(fga_[a-z0-9]+)`), time.Minute)

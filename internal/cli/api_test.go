@@ -217,6 +217,7 @@ func TestIdempotency(t *testing.T) {
 		t.Fatal(err)
 	}
 	cfg.Addr = "127.0.0.1:0"
+	cfg.MetricsAddr = "127.0.0.1:0"
 	m2 := openMain(t, cfg)
 	c2 := newClient(t, m2)
 	after := c2.do("POST", "/v1/campaigns/demo/donations", body, "Idempotency-Key", key)
@@ -430,6 +431,7 @@ func TestThreeDSecureChallenge(t *testing.T) {
 func TestGeneratedAdminToken(t *testing.T) {
 	cfg := config.Defaults()
 	cfg.Addr, cfg.DataDir = "127.0.0.1:0", t.TempDir()
+	cfg.MetricsAddr = "127.0.0.1:0"
 	var out strings.Builder
 	m := &Main{Config: cfg, Stdout: &out}
 	if err := m.Open(context.Background()); err != nil {

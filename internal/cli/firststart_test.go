@@ -29,6 +29,7 @@ func TestTokenOnlyAfterStart(t *testing.T) {
 	defer busy.Close()
 	cfg := config.Defaults()
 	cfg.Addr, cfg.DataDir = busy.Addr().String(), t.TempDir()
+	cfg.MetricsAddr = "127.0.0.1:0"
 	var out strings.Builder
 	m := &Main{Config: cfg, Stdout: &out}
 	if err := m.Open(context.Background()); err == nil {
@@ -44,6 +45,7 @@ func TestTokenOnlyAfterStart(t *testing.T) {
 	}
 
 	cfg.Addr = "127.0.0.1:0"
+	cfg.MetricsAddr = "127.0.0.1:0"
 	m = &Main{Config: cfg, Stdout: &out}
 	if err := m.Open(context.Background()); err != nil {
 		t.Fatal(err)
@@ -64,6 +66,7 @@ func TestTokenOnlyAfterStart(t *testing.T) {
 func TestAdminTokenReset(t *testing.T) {
 	cfg := config.Defaults()
 	cfg.Addr, cfg.DataDir = "127.0.0.1:0", t.TempDir()
+	cfg.MetricsAddr = "127.0.0.1:0"
 	var first strings.Builder
 	m := &Main{Config: cfg, Stdout: &first}
 	if err := m.Open(context.Background()); err != nil {
@@ -142,6 +145,7 @@ func TestNoSecretInLogs(t *testing.T) {
 	var logs syncBuffer
 	cfg := config.Defaults()
 	cfg.Addr, cfg.DataDir, cfg.Demo, cfg.AdminToken = "127.0.0.1:0", t.TempDir(), true, testAdminToken
+	cfg.MetricsAddr = "127.0.0.1:0"
 	cfg.AddressLimit, cfg.EmailLimit = 0, 0
 	cfg.StripeWebhookSecret = "whsec_neverlogged0123456789"
 	m := &Main{Config: cfg, Logger: newLogger(&logs, "debug", "text")}
@@ -239,4 +243,28 @@ func (s *syncBuffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
+}
+
+// TestMetricsOffThePublicPort: /metrics is served on its own listener,
+// and the donor-facing port does not answer it.
+func TestMetricsOffThePublicPort(t *testing.T) {
+	m := startMain(t, nil)
+	resp, err := http.Get(m.URL() + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusNotFound {
+		t.Fatalf("/metrics on the public port: %d, want 404", resp.StatusCode)
+	}
+	r := newClient(t, m).do("GET", "/metrics", "")
+	if r.status != http.StatusOK || !strings.Contains(string(r.body), "floodgate_donations_accepted_total") {
+		t.Fatalf("/metrics on %s: %d", m.MetricsURL(), r.status)
+	}
+	if !strings.HasPrefix(m.MetricsURL(), "http://127.0.0.1:") {
+		t.Fatalf("metrics URL %q is not on loopback", m.MetricsURL())
+	}
+	if config.Defaults().MetricsAddr != "127.0.0.1:9464" {
+		t.Fatalf("the default metrics address is %q, want loopback", config.Defaults().MetricsAddr)
+	}
 }

@@ -34,6 +34,7 @@ func startMainAt(tb testing.TB, clock floodgate.Clock, change func(*config.Confi
 	tb.Helper()
 	cfg := config.Defaults()
 	cfg.Addr = "127.0.0.1:0"
+	cfg.MetricsAddr = "127.0.0.1:0"
 	cfg.DataDir = tb.TempDir()
 	cfg.Demo = true
 	cfg.AdminToken = testAdminToken
@@ -74,11 +75,14 @@ func openMainAt(tb testing.TB, cfg *config.Config, clock floodgate.Clock) *Main 
 type client struct {
 	tb   testing.TB
 	base string
-	hc   *http.Client
+	// metrics is the node's /metrics URL: a request for /metrics goes
+	// there, as the node serves it apart from the public port.
+	metrics string
+	hc      *http.Client
 }
 
 func newClient(tb testing.TB, m *Main) *client {
-	return &client{tb: tb, base: m.URL(), hc: &http.Client{Timeout: 30 * time.Second}}
+	return &client{tb: tb, base: m.URL(), metrics: m.MetricsURL(), hc: &http.Client{Timeout: 30 * time.Second}}
 }
 
 type reply struct {
@@ -99,7 +103,11 @@ func (r reply) json(tb testing.TB) map[string]any {
 // do sends a request; headers are name, value pairs.
 func (c *client) do(method, path, body string, headers ...string) reply {
 	c.tb.Helper()
-	req, err := http.NewRequest(method, c.base+path, strings.NewReader(body))
+	url := c.base + path
+	if path == "/metrics" && c.metrics != "" {
+		url = c.metrics
+	}
+	req, err := http.NewRequest(method, url, strings.NewReader(body))
 	if err != nil {
 		c.tb.Fatal(err)
 	}

@@ -76,10 +76,13 @@ type Main struct {
 	Metrics    *metrics.Metrics
 	// SandboxURL is the in-process sandbox's API base, when it runs.
 	SandboxURL string
+	// MetricsAddr is where /metrics is served; nil when it is not.
+	MetricsAddr net.Addr
 
 	webhookSecrets []string
 	srv            *http.Server
 	sandboxSrv     *http.Server
+	metricsSrv     *http.Server
 	hub            *httpapi.Hub
 	cancel         context.CancelFunc
 	wg             sync.WaitGroup
@@ -121,6 +124,10 @@ func (m *Main) Open(ctx context.Context) error {
 		return fmt.Errorf("listen %s: %w", cfg.Addr, err)
 	}
 	m.Addr = ln.Addr()
+	if err := m.serveMetrics(); err != nil {
+		_ = ln.Close()
+		return err
+	}
 
 	provider, err := m.openProvider(ctx)
 	if err != nil {
@@ -218,13 +225,49 @@ func (m *Main) Open(ctx context.Context) error {
 			return err
 		}
 	}
-	m.Logger.Info("floodgate serving", "addr", m.Addr.String(), "store", storeName(cfg), "payments", cfg.Payments,
+	m.Logger.Info("floodgate serving", "addr", m.Addr.String(), "metrics", m.MetricsURL(), "store", storeName(cfg), "payments", cfg.Payments,
 		"provider_rate", cfg.ProviderRate, "provider_global_rate", cfg.ProviderGlobalRate, "demo", cfg.Demo)
 	if m.SandboxURL != "" {
 		// A rehearsal reads the ledger here to prove nothing was charged twice.
 		m.Logger.Info("in-process sandbox", "api", m.SandboxURL, "ledger", m.SandboxURL+"/_sandbox/ledger")
 	}
 	return nil
+}
+
+// serveMetrics serves /metrics on FLOODGATE_METRICS_ADDR, apart from the
+// public port: what the node is doing is for its operators, not for
+// anyone who can reach the donation page.
+func (m *Main) serveMetrics() error {
+	addr := m.Config.MetricsAddr
+	if addr == "" {
+		return nil
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("metrics listener (FLOODGATE_METRICS_ADDR=%s; empty turns it off): %w", addr, err)
+	}
+	m.MetricsAddr = ln.Addr()
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", m.Metrics.Handler())
+	m.metricsSrv = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second,
+		IdleTimeout: time.Minute, ErrorLog: slog.NewLogLogger(m.Logger.Handler(), slog.LevelDebug)}
+	m.wg.Add(1)
+	go func() {
+		defer m.wg.Done()
+		if err := m.metricsSrv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			m.Logger.Error("metrics server stopped", "err", err)
+		}
+	}()
+	return nil
+}
+
+// MetricsURL is the node's /metrics URL on loopback ("" when it serves
+// none).
+func (m *Main) MetricsURL() string {
+	if m.MetricsAddr == nil {
+		return ""
+	}
+	return "http://" + loopback(m.MetricsAddr) + "/metrics"
 }
 
 // URL is the node's base URL on loopback.
@@ -270,6 +313,9 @@ func (m *Main) Close() error {
 		}
 		if m.cancel != nil {
 			m.cancel()
+		}
+		if m.metricsSrv != nil {
+			_ = m.metricsSrv.Close()
 		}
 		// The dispatcher was the sandbox's last client.
 		if m.sandboxSrv != nil {

@@ -17,6 +17,9 @@ type Config struct {
 
 	// Addr is the HTTP listen address, host:port.
 	Addr string
+	// MetricsAddr is where /metrics is served, apart from the public
+	// port; empty serves no metrics.
+	MetricsAddr string
 	// DataDir holds the SQLite database, the admin token hash and any
 	// other state of a single node.
 	DataDir string

@@ -61,6 +61,12 @@ var rules = []func(c *Config) error{
 		}
 		return nil
 	},
+	func(c *Config) error {
+		if _, port, _ := net.SplitHostPort(c.Addr); c.MetricsAddr == c.Addr && port != "0" {
+			return c.fail("FLOODGATE_METRICS_ADDR", "must differ from %s: metrics are kept off the public port", c.ref("FLOODGATE_ADDR"))
+		}
+		return nil
+	},
 	// Every subscriber holds a connection; if subscribers could take all
 	// of them, no donation could get through.
 	func(c *Config) error {
@@ -250,6 +256,14 @@ func orList(values []string) string {
 		return values[0]
 	}
 	return strings.Join(values[:len(values)-1], ", ") + " or " + values[len(values)-1]
+}
+
+// checkOptionalAddr allows an empty address (the listener is off).
+func checkOptionalAddr(v any) string {
+	if v.(string) == "" {
+		return ""
+	}
+	return checkAddr(v)
 }
 
 func checkAddr(v any) string {

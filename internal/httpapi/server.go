@@ -18,7 +18,6 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/floodgate/floodgate"
 	"github.com/floodgate/floodgate/internal/ingest"
@@ -128,9 +127,6 @@ func (s *Server) routes() {
 		_, _ = io.WriteString(w, "ok\n")
 	})
 	s.handle("GET /readyz", s.readyz)
-	if s.Metrics != nil {
-		s.mux.Handle("GET /metrics", promhttp.HandlerFor(s.Metrics.Registry, promhttp.HandlerOpts{}))
-	}
 	if s.Sandbox != nil {
 		s.mux.Handle("/sandbox/_sandbox/3ds/", http.StripPrefix("/sandbox", s.Sandbox))
 	}

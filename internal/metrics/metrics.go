@@ -4,7 +4,11 @@
 package metrics
 
 import (
+	"net/http"
+
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -39,6 +43,11 @@ type Metrics struct {
 
 	WebhookEvents   *prometheus.CounterVec // type, outcome
 	WebhookFailures *prometheus.CounterVec // reason
+}
+
+// Handler serves the metrics as Prometheus text.
+func (m *Metrics) Handler() http.Handler {
+	return promhttp.HandlerFor(m.Registry, promhttp.HandlerOpts{})
 }
 
 // New creates the collectors on a fresh registry, with the Go runtime and
