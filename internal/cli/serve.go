@@ -180,6 +180,9 @@ func (m *Main) Open(ctx context.Context) error {
 		TrustedProxies: cfg.TrustedProxyPrefixes(),
 		Events:         fgstripe.Webhooks{Secrets: m.webhookSecrets},
 		Apply:          m.Dispatcher.Apply,
+		// A webhook body is a few KB: it gets a few seconds, never more
+		// than any request.
+		WebhookReadTimeout: min(cfg.HTTPReadTimeout, 5*time.Second),
 	})
 	if len(m.webhookSecrets) == 0 {
 		m.Logger.Warn("no STRIPE_WEBHOOK_SECRET: provider webhooks will be refused, and 3-D Secure results arrive only through the dispatcher")

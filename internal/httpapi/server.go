@@ -74,6 +74,13 @@ type Config struct {
 	// them the webhook route answers 404.
 	Events floodgate.EventParser
 	Apply  func(ctx context.Context, ev *floodgate.ProviderEvent) (bool, error)
+	// WebhookConcurrency bounds the webhooks read and applied at once
+	// (default 32); past it a delivery is answered 503 before its body is
+	// read, and the provider delivers it again.
+	WebhookConcurrency int
+	// WebhookReadTimeout bounds the time a webhook's body may take to
+	// arrive once its headers are in (default 5s).
+	WebhookReadTimeout time.Duration
 }
 
 // Server is floodgate's HTTP API.
@@ -82,6 +89,8 @@ type Server struct {
 	log       *slog.Logger
 	mux       *http.ServeMux
 	observers sync.Map // observerKey -> prometheus.Observer
+	// webhookSlots holds one token per webhook being read or applied.
+	webhookSlots chan struct{}
 }
 
 // New returns a Server; Handler serves it.
@@ -95,7 +104,14 @@ func New(cfg Config) *Server {
 	if cfg.Ready == nil {
 		cfg.Ready = func(ctx context.Context) (string, error) { return "", cfg.Store.Ping(ctx) }
 	}
-	s := &Server{Config: cfg, log: logger(cfg.Logger), mux: http.NewServeMux()}
+	if cfg.WebhookConcurrency <= 0 {
+		cfg.WebhookConcurrency = defaultWebhookConcurrency
+	}
+	if cfg.WebhookReadTimeout <= 0 {
+		cfg.WebhookReadTimeout = defaultWebhookReadTimeout
+	}
+	s := &Server{Config: cfg, log: logger(cfg.Logger), mux: http.NewServeMux(),
+		webhookSlots: make(chan struct{}, cfg.WebhookConcurrency)}
 	s.routes()
 	return s
 }

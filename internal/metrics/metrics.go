@@ -79,14 +79,14 @@ func New() *Metrics {
 		WebhookEvents: f.counterVec("floodgate_webhook_events_total", "Verified provider events, by type and whether they changed a donation.",
 			"type", "outcome"),
 		WebhookFailures: f.counterVec("floodgate_webhook_failures_total",
-			"Provider events refused or failed, by reason (api_version is an alert: events are not being applied).", "reason"),
+			"Provider events refused or failed, by reason (api_version is an alert: events are not being applied; busy: refused unread while too many were being received, the provider delivers them again).", "reason"),
 	}
 	// Series that alerts and dashboards watch exist from the first scrape,
 	// at zero, rather than appearing only after the first event.
 	for _, reason := range []string{"global-rate", "endpoint-rate", "global-concurrency", "endpoint-concurrency", "lock_timeout", "unspecified"} {
 		m.RateLimited.WithLabelValues(reason)
 	}
-	for _, reason := range []string{"signature", "timestamp", "api_version", "decode", "apply"} {
+	for _, reason := range []string{"signature", "timestamp", "api_version", "decode", "apply", "too_large", "busy", "read"} {
 		m.WebhookFailures.WithLabelValues(reason)
 	}
 	for _, reason := range []string{"address", "email", "fingerprint"} {
