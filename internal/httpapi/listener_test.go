@@ -414,3 +414,46 @@ func TestClientKey(t *testing.T) {
 		t.Error("with no cap per client, a client was counted")
 	}
 }
+
+// BenchmarkConnLimiter measures what tracking idleness costs a request on
+// a keep-alive connection: two ConnState calls, each a lock and a list
+// operation. "plain" is the limiter without the hook, as LimitListener
+// ran before.
+func BenchmarkConnLimiter(b *testing.B) {
+	for _, tracked := range []bool{false, true} {
+		name := "plain"
+		if tracked {
+			name = "tracked"
+		}
+		b.Run(name, func(b *testing.B) {
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				b.Fatal(err)
+			}
+			limiter := NewConnLimiter(ln, ConnLimits{Max: 20000, PerClient: 256})
+			srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { _, _ = io.WriteString(w, "ok") })}
+			if tracked {
+				srv.ConnState = limiter.ConnState
+			}
+			go func() { _ = srv.Serve(limiter) }()
+			defer srv.Close()
+			tr := &http.Transport{MaxIdleConnsPerHost: 256}
+			defer tr.CloseIdleConnections()
+			hc := &http.Client{Transport: tr}
+			url := "http://" + ln.Addr().String() + "/"
+			b.SetParallelism(8)
+			b.ResetTimer()
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					resp, err := hc.Get(url)
+					if err != nil {
+						b.Error(err)
+						return
+					}
+					_, _ = io.Copy(io.Discard, resp.Body)
+					resp.Body.Close()
+				}
+			})
+		})
+	}
+}
