@@ -238,8 +238,8 @@ func (l *ConnLimiter) ConnState(c net.Conn, state http.ConnState) {
 	}
 }
 
-// Open returns the connections open now and how many of them are idle
-// (between requests, or not yet past freshGrace without one).
+// Open returns the connections open now and how many of them are idle:
+// between requests, or silent since they opened.
 func (l *ConnLimiter) Open() (open, idle int) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
