@@ -21,7 +21,7 @@ lint: ## go vet, gofmt and staticcheck.
 
 # FUZZ lists package:target for every decoder floodgate exposes.
 FUZZ := ./internal/ingest/:FuzzDecodeDonation ./internal/httpapi/:FuzzCampaignRequests \
-	./internal/stripe/:FuzzWebhookPayload ./internal/config/:FuzzParseFile \
+	./internal/stripe/:FuzzWebhookPayload ./internal/stripe/:FuzzSignatureHeader ./internal/config/:FuzzParseFile \
 	./internal/sandbox/:FuzzParseForm ./internal/sandbox/:FuzzHandlers
 
 fuzz: ## Run each fuzz target for FUZZTIME (default 15s).

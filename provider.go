@@ -238,6 +238,13 @@ var (
 
 // EventParser verifies and decodes the provider's webhook deliveries.
 type EventParser interface {
+	// CheckHeader says, before any payload is read, whether the signature
+	// header could verify one at all: well formed and within the
+	// tolerance of now. It proves nothing about a payload (Parse does);
+	// it lets the HTTP layer refuse a sender who holds no secret without
+	// spending memory or time on its body. Errors wrap ErrEventSignature
+	// or ErrEventTimestamp.
+	CheckHeader(signature string) error
 	// Parse verifies payload against the signature header and decodes
 	// it. Errors wrap ErrEventSignature, ErrEventTimestamp or
 	// ErrEventVersion, or say the payload could not be decoded.

@@ -36,6 +36,9 @@ func TestConfigCommand(t *testing.T) {
 		{"data dir is a file", []string{"--data-dir", notDir}, nil, ExitConfig, "FLOODGATE_DATA_DIR"},
 		{"stripe without a key", []string{"--payments", "stripe"}, nil, ExitConfig, "STRIPE_SECRET_KEY"},
 		{"unknown store", []string{"--store", "mysql://x"}, nil, ExitConfig, "FLOODGATE_STORE_URL"},
+		{"connections per client not below all connections", []string{"--max-conns-per-client", "20000"}, nil, ExitConfig, "FLOODGATE_MAX_CONNS_PER_CLIENT"},
+		{"connections per client negative", nil, map[string]string{"FLOODGATE_MAX_CONNS_PER_CLIENT": "-5"}, ExitConfig, "FLOODGATE_MAX_CONNS_PER_CLIENT"},
+		{"connections per client off", []string{"--max-conns-per-client", "0"}, nil, ExitOK, ""},
 		{"unparsable value", nil, map[string]string{"FLOODGATE_LEASE": "soon"}, ExitConfig, "FLOODGATE_LEASE"},
 	}
 	for _, tt := range tests {

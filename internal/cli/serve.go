@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -193,6 +194,9 @@ func (m *Main) Open(ctx context.Context) error {
 		TrustedProxies: cfg.TrustedProxyPrefixes(),
 		Events:         fgstripe.Webhooks{Secrets: m.webhookSecrets},
 		Apply:          m.Dispatcher.Apply,
+		// A webhook body is a few KB: it gets a few seconds, never more
+		// than any request.
+		WebhookReadTimeout: min(cfg.HTTPReadTimeout, 5*time.Second),
 	})
 	if len(m.webhookSecrets) == 0 {
 		m.Logger.Warn("no STRIPE_WEBHOOK_SECRET: provider webhooks will be refused, and 3-D Secure results arrive only through the dispatcher")
@@ -207,6 +211,18 @@ func (m *Main) Open(ctx context.Context) error {
 		BaseContext:       func(net.Listener) context.Context { return ctx },
 	}
 	m.srv.RegisterOnShutdown(m.hub.Close)
+	conns := httpapi.NewConnLimiter(ln, httpapi.ConnLimits{
+		Max: cfg.MaxConns, PerClient: cfg.MaxConnsPerClient, RetryAfter: time.Second, Metrics: m.Metrics,
+		// Every donor comes through a trusted proxy, and a connection
+		// from the machine itself is a local proxy or an operator's
+		// tool: none of them is one client.
+		Uncapped: append(cfg.TrustedProxyPrefixes(), netip.MustParsePrefix("127.0.0.0/8"), netip.MustParsePrefix("::1/128")),
+	})
+	m.srv.ConnState = conns.ConnState
+	m.Metrics.GaugeFunc("floodgate_http_connections_open", "HTTP connections open on the public port.",
+		func() float64 { open, _ := conns.Open(); return float64(open) })
+	m.Metrics.GaugeFunc("floodgate_http_connections_idle", "Open HTTP connections between requests, or silent since they opened: the first to be closed when connections run short.",
+		func() float64 { _, idle := conns.Open(); return float64(idle) })
 
 	if err := m.Dispatcher.Start(ctx); err != nil {
 		_ = ln.Close()
@@ -216,7 +232,7 @@ func (m *Main) Open(ctx context.Context) error {
 	go func() { defer m.wg.Done(); m.hub.Run(ctx) }()
 	go func() {
 		defer m.wg.Done()
-		if err := m.srv.Serve(httpapi.LimitListener(ln, cfg.MaxConns, time.Second)); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		if err := m.srv.Serve(conns); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			m.Logger.Error("http server stopped", "err", err)
 		}
 	}()

@@ -68,6 +68,10 @@ type Config struct {
 	ReadConns int
 	// MaxConns is the most concurrent HTTP connections.
 	MaxConns int
+	// MaxConnsPerClient is the most concurrent HTTP connections from one
+	// client address (an IPv6 /64), trusted proxies and loopback apart;
+	// 0 is no cap.
+	MaxConnsPerClient int
 	// HTTPReadTimeout bounds reading one request.
 	HTTPReadTimeout time.Duration
 	// HTTPIdleTimeout bounds an idle keep-alive connection.

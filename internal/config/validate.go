@@ -75,6 +75,14 @@ var rules = []func(c *Config) error{
 		}
 		return nil
 	},
+	// A client allowed every connection could lock every other one out,
+	// which is what the cap is there to prevent.
+	func(c *Config) error {
+		if c.MaxConnsPerClient >= c.MaxConns {
+			return c.fail("FLOODGATE_MAX_CONNS_PER_CLIENT", "must be less than %s, or one client could hold every connection (0 turns the cap off)", c.ref("FLOODGATE_MAX_CONNS"))
+		}
+		return nil
+	},
 	// A lease that can run out during a provider call lets a second
 	// dispatcher resume a gift that is still being charged.
 	func(c *Config) error {

@@ -159,7 +159,13 @@ func TestValidate(t *testing.T) {
 		{"claim equal to dispatch queue", func(c *Config) { c.DispatchClaim, c.DispatchQueue = 64, 64 }, ""},
 		{"subscribers equal to connections", func(c *Config) { c.SSEMaxSubscribers, c.MaxConns = 100, 100 },
 			"FLOODGATE_SSE_MAX_SUBSCRIBERS (--sse-max-subscribers) = 100: must be less than FLOODGATE_MAX_CONNS (--max-conns) = 100, or subscribers could take every connection and leave none for donations"},
-		{"subscribers one under connections", func(c *Config) { c.SSEMaxSubscribers, c.MaxConns = 99, 100 }, ""},
+		{"subscribers one under connections", func(c *Config) { c.SSEMaxSubscribers, c.MaxConnsPerClient, c.MaxConns = 99, 10, 100 }, ""},
+		{"connections per client negative", func(c *Config) { c.MaxConnsPerClient = -1 },
+			"FLOODGATE_MAX_CONNS_PER_CLIENT (--max-conns-per-client) = -1: must not be negative (0 turns the limit off)"},
+		{"connections per client equal to connections", func(c *Config) { c.MaxConnsPerClient, c.SSEMaxSubscribers, c.MaxConns = 100, 10, 100 },
+			"FLOODGATE_MAX_CONNS_PER_CLIENT (--max-conns-per-client) = 100: must be less than FLOODGATE_MAX_CONNS (--max-conns) = 100, or one client could hold every connection (0 turns the cap off)"},
+		{"connections per client one under connections", func(c *Config) { c.MaxConnsPerClient, c.SSEMaxSubscribers, c.MaxConns = 99, 10, 100 }, ""},
+		{"connections per client off", func(c *Config) { c.MaxConnsPerClient, c.SSEMaxSubscribers, c.MaxConns = 0, 10, 100 }, ""},
 
 		// Leases.
 		{"lease equal to provider timeout", func(c *Config) { c.Lease, c.ProviderTimeout = 30*time.Second, 30*time.Second },

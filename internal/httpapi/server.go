@@ -74,6 +74,13 @@ type Config struct {
 	// them the webhook route answers 404.
 	Events floodgate.EventParser
 	Apply  func(ctx context.Context, ev *floodgate.ProviderEvent) (bool, error)
+	// WebhookConcurrency bounds the webhooks read and applied at once
+	// (default 32); past it a delivery is answered 503 before its body is
+	// read, and the provider delivers it again.
+	WebhookConcurrency int
+	// WebhookReadTimeout bounds the time a webhook's body may take to
+	// arrive once its headers are in (default 5s).
+	WebhookReadTimeout time.Duration
 }
 
 // Server is floodgate's HTTP API.
@@ -84,6 +91,8 @@ type Server struct {
 	observers sync.Map // observerKey -> prometheus.Observer
 	// adminFails throttles failed admin authentications per address.
 	adminFails adminThrottle
+	// webhookSlots holds one token per webhook being read or applied.
+	webhookSlots chan struct{}
 }
 
 // New returns a Server; Handler serves it.
@@ -97,7 +106,14 @@ func New(cfg Config) *Server {
 	if cfg.Ready == nil {
 		cfg.Ready = func(ctx context.Context) (string, error) { return "", cfg.Store.Ping(ctx) }
 	}
-	s := &Server{Config: cfg, log: logger(cfg.Logger), mux: http.NewServeMux()}
+	if cfg.WebhookConcurrency <= 0 {
+		cfg.WebhookConcurrency = defaultWebhookConcurrency
+	}
+	if cfg.WebhookReadTimeout <= 0 {
+		cfg.WebhookReadTimeout = defaultWebhookReadTimeout
+	}
+	s := &Server{Config: cfg, log: logger(cfg.Logger), mux: http.NewServeMux(),
+		webhookSlots: make(chan struct{}, cfg.WebhookConcurrency)}
 	s.routes()
 	return s
 }

@@ -43,6 +43,9 @@ type Metrics struct {
 
 	WebhookEvents   *prometheus.CounterVec // type, outcome
 	WebhookFailures *prometheus.CounterVec // reason
+
+	ConnsRefused    *prometheus.CounterVec // reason: max_conns, per_client
+	ConnsClosedIdle prometheus.Counter
 }
 
 // Handler serves the metrics as Prometheus text.
@@ -88,14 +91,19 @@ func New() *Metrics {
 		WebhookEvents: f.counterVec("floodgate_webhook_events_total", "Verified provider events, by type and whether they changed a donation.",
 			"type", "outcome"),
 		WebhookFailures: f.counterVec("floodgate_webhook_failures_total",
-			"Provider events refused or failed, by reason (api_version is an alert: events are not being applied).", "reason"),
+			"Provider events refused or failed, by reason (api_version is an alert: events are not being applied; busy: refused unread while too many were being received, the provider delivers them again).", "reason"),
+
+		ConnsRefused: f.counterVec("floodgate_http_connections_refused_total",
+			"Connections answered 503 and closed on arrival, by reason (max_conns: none idle to make room; per_client: the client's own cap).", "reason"),
+		ConnsClosedIdle: f.counter("floodgate_http_idle_connections_closed_total",
+			"Idle connections closed to make room for new ones while connections ran short."),
 	}
 	// Series that alerts and dashboards watch exist from the first scrape,
 	// at zero, rather than appearing only after the first event.
 	for _, reason := range []string{"global-rate", "endpoint-rate", "global-concurrency", "endpoint-concurrency", "lock_timeout", "unspecified"} {
 		m.RateLimited.WithLabelValues(reason)
 	}
-	for _, reason := range []string{"signature", "timestamp", "api_version", "decode", "apply"} {
+	for _, reason := range []string{"signature", "timestamp", "api_version", "decode", "apply", "too_large", "busy", "read"} {
 		m.WebhookFailures.WithLabelValues(reason)
 	}
 	for _, reason := range []string{"address", "email", "fingerprint"} {
@@ -103,6 +111,9 @@ func New() *Metrics {
 	}
 	for _, reason := range []string{"ingest_queue_full", "sse_subscribers"} {
 		m.Shed.WithLabelValues(reason)
+	}
+	for _, reason := range []string{"max_conns", "per_client"} {
+		m.ConnsRefused.WithLabelValues(reason)
 	}
 	return m
 }

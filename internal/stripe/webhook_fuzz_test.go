@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -39,6 +40,34 @@ func FuzzWebhookPayload(f *testing.F) {
 		}
 		if ev == nil {
 			t.Fatal("no event and no error")
+		}
+	})
+}
+
+// FuzzSignatureHeader holds the header check to stripe-go's verifier: a
+// header around a correct signature, with whatever the fuzzer puts
+// before and after it, that stripe-go accepts within the tolerance, is
+// never refused by CheckSignatureHeader. Otherwise a genuine event would
+// be refused before its body was read.
+func FuzzSignatureHeader(f *testing.F) {
+	f.Add("", "", int64(0))
+	f.Add("v0=abc,", ",v1=00", int64(-120))
+	f.Add("t=1,", "", int64(299))
+	f.Add("x=1=2,", ",t=5", int64(0))
+	f.Add("", ",v1="+strings.Repeat("ab", 32), int64(-300))
+	const secret = "whsec_fuzz"
+	payload := []byte(`{"id":"evt_1","object":"event","api_version":"` + stripe.APIVersion + `","type":"payment_intent.succeeded","data":{"object":{}}}`)
+	f.Fuzz(func(t *testing.T, before, after string, skew int64) {
+		now := time.Now()
+		at := now.Unix() + skew%400
+		m := hmac.New(sha256.New, []byte(secret))
+		fmt.Fprintf(m, "%d.", at)
+		m.Write(payload)
+		header := before + fmt.Sprintf("t=%d,v1=%s", at, hex.EncodeToString(m.Sum(nil))) + after
+		_, verr := ParseWebhook(payload, header, []string{secret}, 0)
+		cerr := CheckSignatureHeader(header, 0, now)
+		if verr == nil && cerr != nil && now.Unix()-at >= -300 {
+			t.Fatalf("stripe-go verifies %q but the header check refuses it: %v", header, cerr)
 		}
 	})
 }

@@ -4,9 +4,11 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -173,5 +175,81 @@ func TestDecodeEvent(t *testing.T) {
 	}
 	if s.Ledger().Counts.WebhooksDelivered < 2 {
 		t.Error("ledger does not count the deliveries")
+	}
+}
+
+// TestCheckSignatureHeader: a header is refused before any payload is
+// read when it could verify none: missing, not Stripe's key=value form,
+// without a timestamp or a 64-hex-digit v1 signature, or signed outside
+// the tolerance of now in either direction. Headers as Stripe writes
+// them pass, also while a secret is rolled (two v1) and with the
+// test-mode v0 beside v1.
+func TestCheckSignatureHeader(t *testing.T) {
+	now := time.Unix(1_780_000_000, 0)
+	sig := strings.Repeat("0123456789abcdef", 4)
+	ts := func(d time.Duration) string { return fmt.Sprint(now.Add(d).Unix()) }
+	tests := []struct {
+		name      string
+		header    string
+		tolerance time.Duration
+		want      error
+	}{
+		{"as Stripe writes it", "t=" + ts(0) + ",v1=" + sig, 0, nil},
+		{"two v1 while a secret is rolled", "t=" + ts(0) + ",v1=" + sig + ",v1=" + strings.ToUpper(sig), 0, nil},
+		{"v0 beside v1", "t=" + ts(0) + ",v1=" + sig + ",v0=" + sig, 0, nil},
+		{"v1 first", "v1=" + sig + ",t=" + ts(0), 0, nil},
+		{"an invalid v1 beside a valid one", "t=" + ts(0) + ",v1=zz,v1=" + sig, 0, nil},
+		{"299 seconds old", "t=" + ts(-299*time.Second) + ",v1=" + sig, 0, nil},
+		{"300 seconds old", "t=" + ts(-300*time.Second) + ",v1=" + sig, 0, nil},
+		{"300 seconds ahead", "t=" + ts(300*time.Second) + ",v1=" + sig, 0, nil},
+		{"an hour old within a wider tolerance", "t=" + ts(-time.Hour) + ",v1=" + sig, 2 * time.Hour, nil},
+		{"the last t counts", "t=1,t=" + ts(0) + ",v1=" + sig, 0, nil},
+
+		{"missing", "", 0, fgstripe.ErrWebhookSignature},
+		{"garbage", "hello", 0, fgstripe.ErrWebhookSignature},
+		{"another scheme", "sha256=" + sig, 0, fgstripe.ErrWebhookSignature},
+		{"no timestamp", "v1=" + sig, 0, fgstripe.ErrWebhookSignature},
+		{"timestamp not a number", "t=now,v1=" + sig, 0, fgstripe.ErrWebhookSignature},
+		{"no v1", "t=" + ts(0), 0, fgstripe.ErrWebhookSignature},
+		{"v0 only", "t=" + ts(0) + ",v0=" + sig, 0, fgstripe.ErrWebhookSignature},
+		{"empty v1", "t=" + ts(0) + ",v1=", 0, fgstripe.ErrWebhookSignature},
+		{"v1 too short", "t=" + ts(0) + ",v1=" + sig[:62], 0, fgstripe.ErrWebhookSignature},
+		{"v1 too long", "t=" + ts(0) + ",v1=" + sig + "00", 0, fgstripe.ErrWebhookSignature},
+		{"v1 not hex", "t=" + ts(0) + ",v1=" + strings.Repeat("zz", 32), 0, fgstripe.ErrWebhookSignature},
+		{"a trailing comma", "t=" + ts(0) + ",v1=" + sig + ",", 0, fgstripe.ErrWebhookSignature},
+		{"spaces", "t=" + ts(0) + ", v1=" + sig, 0, fgstripe.ErrWebhookSignature},
+		{"301 seconds old", "t=" + ts(-301*time.Second) + ",v1=" + sig, 0, fgstripe.ErrWebhookTimestamp},
+		{"301 seconds ahead", "t=" + ts(301*time.Second) + ",v1=" + sig, 0, fgstripe.ErrWebhookTimestamp},
+		{"a day old", "t=" + ts(-24*time.Hour) + ",v1=" + sig, 0, fgstripe.ErrWebhookTimestamp},
+		{"the epoch", "t=0,v1=" + sig, 0, fgstripe.ErrWebhookTimestamp},
+		{"the largest timestamp", "t=9223372036854775807,v1=" + sig, 0, fgstripe.ErrWebhookTimestamp},
+		{"the smallest timestamp", "t=-9223372036854775808,v1=" + sig, 0, fgstripe.ErrWebhookTimestamp},
+		{"beyond int64", "t=99999999999999999999,v1=" + sig, 0, fgstripe.ErrWebhookSignature},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := fgstripe.CheckSignatureHeader(tt.header, tt.tolerance, now)
+			if !errors.Is(err, tt.want) || (tt.want == nil) != (err == nil) {
+				t.Fatalf("CheckSignatureHeader(%q) = %v, want %v", tt.header, err, tt.want)
+			}
+		})
+	}
+}
+
+// TestCheckHeaderPassesRealDeliveries: the header of a delivery the
+// sandbox signs exactly as Stripe does passes the check, and one signed
+// outside the tolerance fails it as Parse would.
+func TestCheckHeaderPassesRealDeliveries(t *testing.T) {
+	fresh := delivered(t, sandbox.Options{})
+	w := fgstripe.Webhooks{Secrets: []string{secret}}
+	if err := w.CheckHeader(fresh.header); err != nil {
+		t.Fatalf("CheckHeader(%q) = %v", fresh.header, err)
+	}
+	if _, err := w.Parse(fresh.payload, fresh.header); err != nil {
+		t.Fatalf("Parse after CheckHeader: %v", err)
+	}
+	stale := delivered(t, sandbox.Options{Clock: clocktest.New(time.Now().Add(-10 * time.Minute))})
+	if err := w.CheckHeader(stale.header); !errors.Is(err, fgstripe.ErrWebhookTimestamp) {
+		t.Fatalf("CheckHeader(stale %q) = %v, want a timestamp error", stale.header, err)
 	}
 }
