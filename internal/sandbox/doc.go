@@ -64,9 +64,18 @@
 // describe the live state (and at least 10,000).
 //
 // State lives in memory. With Options.StatePath every change is appended to
-// a JSON-lines journal and fsynced before the response is written, and the
-// journal is replayed on start, so a restarted sandbox remembers its
-// PaymentIntents, payment methods and idempotency keys. Close the sandbox
-// only after the HTTP server in front of it has stopped (ListenAndServe
-// does both in that order).
+// a JSON-lines journal (created readable by its owner only) and fsynced
+// before the response is written, and the journal is replayed on start, so
+// a restarted sandbox remembers its PaymentIntents, payment methods and
+// idempotency keys. A change the journal refuses (a full disk, a failed
+// fsync) is cut off the file, undone in memory and answered with a 500
+// that carries Stripe-Should-Retry: true and is not stored under the
+// idempotency key: nothing happened, so resending executes anew. The
+// records of one change are appended as a group that a replay applies
+// whole or not at all. A damaged journal never stops the start: a torn
+// end is cut off, damage elsewhere is dropped, every whole record around
+// it kept, each dropped stretch logged with its offset and size, and the
+// journal rewritten clean, the damaged one kept beside it as
+// StatePath.damaged. Close the sandbox only after the HTTP server in front
+// of it has stopped (ListenAndServe does both in that order).
 package sandbox

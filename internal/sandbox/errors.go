@@ -108,3 +108,12 @@ func errUnexpectedState(msg string, pi any) *apiError {
 	return &apiError{status: http.StatusBadRequest, Type: typeInvalidRequest, Code: "payment_intent_unexpected_state",
 		Message: msg, PaymentIntent: pi}
 }
+
+// errJournal answers a request whose change the journal refused (a full
+// disk): the change was undone, so, unlike Stripe's other 500s, it is not
+// stored under the idempotency key, and resending is safe.
+func errJournal() *apiError {
+	e := errInternal("The sandbox could not record this request durably, so nothing was changed. Please try again.")
+	e.shouldRetry = "true"
+	return e
+}

@@ -3,6 +3,7 @@ package sandbox
 import (
 	"encoding/json"
 	"net/http"
+	"slices"
 	"time"
 )
 
@@ -20,31 +21,58 @@ type exec struct {
 	pms    []*paymentMethod
 	idems  []*idemEntry
 	events []*event
+
+	// piWas and pmWas hold, for each of pis and pms, a copy of the object
+	// as it was before the work, or nil for one the work created: what
+	// undo puts back when the journal refuses the change. emitted counts
+	// the events the work emitted.
+	piWas   []*paymentIntent
+	pmWas   []*paymentMethod
+	emitted int64
 }
 
 func (s *Server) newExec(r *http.Request, reqID, key string) *exec {
 	return &exec{s: s, now: s.clock.Now(), base: s.baseURL(r), reqID: reqID, idemKey: key}
 }
 
+// savePI records that the work is about to change pi, to be journaled.
+// Call it before the first change: it keeps pi's state from before the
+// work, which undo puts back if the journal refuses the change.
 func (x *exec) savePI(pi *paymentIntent) {
-	for _, p := range x.pis {
-		if p == pi {
-			return
-		}
-	}
-	x.pis = append(x.pis, pi)
-}
-
-func (x *exec) savePM(pm *paymentMethod) {
-	if pm.magic {
+	if slices.Contains(x.pis, pi) {
 		return
 	}
-	for _, p := range x.pms {
-		if p == pm {
-			return
-		}
+	var was *paymentIntent
+	if x.s.journal != nil {
+		was = pi.clone()
+	}
+	x.pis = append(x.pis, pi)
+	x.piWas = append(x.piWas, was)
+}
+
+// createdPI records a PaymentIntent the work created, to be journaled.
+func (x *exec) createdPI(pi *paymentIntent) {
+	x.pis = append(x.pis, pi)
+	x.piWas = append(x.piWas, nil)
+}
+
+// savePM is savePI for a payment method; magic ones are never stored.
+func (x *exec) savePM(pm *paymentMethod) {
+	if pm.magic || slices.Contains(x.pms, pm) {
+		return
+	}
+	var was *paymentMethod
+	if x.s.journal != nil {
+		was = pm.clone()
 	}
 	x.pms = append(x.pms, pm)
+	x.pmWas = append(x.pmWas, was)
+}
+
+// createdPM records a payment method the work created.
+func (x *exec) createdPM(pm *paymentMethod) {
+	x.pms = append(x.pms, pm)
+	x.pmWas = append(x.pmWas, nil)
 }
 
 func (x *exec) saveIdem(e *idemEntry) { x.idems = append(x.idems, e) }
@@ -53,6 +81,7 @@ func (x *exec) saveIdem(e *idemEntry) { x.idems = append(x.idems, e) }
 // shows the object as the change left it.
 func (x *exec) emit(typ string, obj map[string]any) {
 	x.s.stats.Events++
+	x.emitted++
 	if x.s.hooks == nil {
 		return
 	}
@@ -83,6 +112,9 @@ func (x *exec) emit(typ string, obj map[string]any) {
 }
 
 // commit journals what x changed and fsyncs, before the answer is written.
+// When the journal refuses, x's change is undone and its events dropped:
+// the caller answers that nothing happened, which is then true in memory
+// as in the journal.
 func (s *Server) commit(x *exec) error {
 	if s.journal == nil {
 		return nil
@@ -101,6 +133,7 @@ func (s *Server) commit(x *exec) error {
 		return nil
 	}
 	if err := s.journal.append(recs); err != nil {
+		s.undo(x)
 		return err
 	}
 	if s.journal.needsCompaction(len(s.pis) + len(s.pms) + len(s.idem.m)) {
@@ -110,6 +143,45 @@ func (s *Server) commit(x *exec) error {
 		}
 	}
 	return nil
+}
+
+// undo takes back what x changed in memory, after the journal refused it:
+// PaymentIntents and payment methods return to their state before x (the
+// ones x created are forgotten, with the charges and refunds x indexed),
+// x's idempotency keys are released, since nothing of their request
+// happened, and x's events are dropped.
+func (s *Server) undo(x *exec) {
+	for i, pi := range x.pis {
+		was := x.piWas[i]
+		if ch := pi.Charge; ch != nil && (was == nil || was.Charge == nil || was.Charge.ID != ch.ID) && s.charges[ch.ID] == pi {
+			delete(s.charges, ch.ID)
+		}
+		for _, rf := range pi.Refunds {
+			if (was == nil || !slices.ContainsFunc(was.Refunds, func(o *refund) bool { return o.ID == rf.ID })) && s.refunds[rf.ID] == pi {
+				delete(s.refunds, rf.ID)
+			}
+		}
+		if was != nil {
+			*pi = *was
+			continue
+		}
+		delete(s.pis, pi.ID)
+		if k := slices.Index(s.order, pi); k >= 0 {
+			s.order = slices.Delete(s.order, k, k+1)
+		}
+	}
+	for i, pm := range x.pms {
+		if was := x.pmWas[i]; was != nil {
+			*pm = *was
+		} else {
+			delete(s.pms, pm.ID)
+		}
+	}
+	for _, e := range x.idems {
+		s.idem.release(e)
+	}
+	s.stats.Events -= x.emitted
+	x.events = nil
 }
 
 // publish hands x's events to the webhook sender.

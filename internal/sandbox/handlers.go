@@ -273,7 +273,7 @@ func (s *Server) createPI(x *exec, p createParams) *response {
 		pi.Status, pi.PaymentMethod = statusRequiresConfirmation, pm.ID
 	}
 	s.insertPI(pi)
-	x.savePI(pi)
+	x.createdPI(pi)
 	if p.confirm {
 		return s.confirm(x, pi, pm, p.expand)
 	}
@@ -313,14 +313,14 @@ func (s *Server) insertPI(pi *paymentIntent) {
 // confirm attempts the charge with pm, as Stripe's confirmation does.
 func (s *Server) confirm(x *exec, pi *paymentIntent, pm *paymentMethod, ex expansion) *response {
 	c := pm.card()
+	x.savePI(pi)
 	pi.Attempts++
 	pi.LastError, pi.ActionSource = nil, ""
 	pi.LastPM, pi.Fingerprint = pm.ID, c.fingerprint()
 	if !pm.magic && pm.UsedBy == "" {
-		pm.UsedBy = pi.ID
 		x.savePM(pm)
+		pm.UsedBy = pi.ID
 	}
-	x.savePI(pi)
 	switch c.outcome {
 	case authenticate:
 		pi.Status, pi.PaymentMethod = statusRequiresAction, pm.ID
@@ -369,9 +369,9 @@ func (s *Server) decline(x *exec, pi *paymentIntent, pm *paymentMethod, d declin
 }
 
 func (s *Server) openDispute(x *exec, pi *paymentIntent, reason string, amount int64) {
+	x.savePI(pi)
 	pi.Dispute = &dispute{ID: newID("dp_", 24), Amount: amount, Reason: reason, Created: x.now.Unix()}
 	pi.Charge.Disputed = true
-	x.savePI(pi)
 	x.emit("charge.dispute.created", s.renderDispute(pi))
 }
 
@@ -437,6 +437,7 @@ func confirmPI(f *form, id string) (func(*exec) *response, *apiError) {
 			return errorResponse(e)
 		}
 		if returnURL != "" {
+			x.savePI(pi)
 			pi.ReturnURL = returnURL
 		}
 		if pi.APM == "always" && pi.ReturnURL == "" {
@@ -474,8 +475,8 @@ func cancelPI(f *form, id string) (func(*exec) *response, *apiError) {
 		default:
 			return errorResponse(errUnexpectedState(fmt.Sprintf("You cannot cancel this PaymentIntent because it has a status of %s. Only a PaymentIntent with one of the following statuses may be canceled: requires_payment_method, requires_capture, requires_confirmation, requires_action, processing.", pi.Status), s.renderPI(pi, x.base, ex)))
 		}
-		pi.Status, pi.CanceledAt, pi.CancellationReason, pi.ActionSource = statusCanceled, x.now.Unix(), reason, ""
 		x.savePI(pi)
+		pi.Status, pi.CanceledAt, pi.CancellationReason, pi.ActionSource = statusCanceled, x.now.Unix(), reason, ""
 		x.emit("payment_intent.canceled", s.renderPI(pi, x.base, expansion{}))
 		return jsonResponse(http.StatusOK, s.renderPI(pi, x.base, ex))
 	}, nil
@@ -668,7 +669,7 @@ func createPM(f *form, _ string) (func(*exec) *response, *apiError) {
 			pm.ExpMonth, pm.ExpYear = 12, int64(x.now.Year()+1)
 		}
 		s.pms[pm.ID] = pm
-		x.savePM(pm)
+		x.createdPM(pm)
 		return jsonResponse(http.StatusOK, s.renderPM(pm))
 	}, nil
 }
@@ -754,11 +755,11 @@ func createRefund(f *form, _ string) (func(*exec) *response, *apiError) {
 			return errorResponse(errInvalid("amount", "amount_too_large", fmt.Sprintf("Refund amount (%s) is greater than unrefunded amount on charge (%s)",
 				floodgate.FormatAmount(amt, pi.Currency), floodgate.FormatAmount(left, pi.Currency))))
 		}
+		x.savePI(pi)
 		rf := &refund{ID: newID("re_", 24), Amount: amt, Created: x.now.Unix(), Reason: reason, Metadata: meta}
 		pi.Refunds = append(pi.Refunds, rf)
 		ch.AmountRefunded += amt
 		s.refunds[rf.ID] = pi
-		x.savePI(pi)
 		x.emit("charge.refunded", s.renderCharge(pi))
 		return jsonResponse(http.StatusOK, s.renderRefund(pi, rf))
 	}, nil

@@ -78,6 +78,14 @@ func (st *idemStore) complete(e *idemEntry, r *response) {
 	e.Status, e.Body, e.ShouldRetry = r.status, r.body, r.shouldRetry
 }
 
+// release forgets e, the key of a request whose change the journal
+// refused: nothing of that request happened, so the key may execute anew.
+func (st *idemStore) release(e *idemEntry) {
+	if st.current(e) {
+		delete(st.m, idemMapKey(e.Scope, e.Key))
+	}
+}
+
 // restore puts back an entry read from the journal, unless it has expired.
 func (st *idemStore) restore(e *idemEntry, now time.Time) {
 	if !now.Before(e.Created.Add(st.retention)) {

@@ -1,7 +1,9 @@
 package sandbox
 
 import (
+	"maps"
 	"net/url"
+	"slices"
 	"time"
 )
 
@@ -48,6 +50,36 @@ type paymentIntent struct {
 	Fingerprint string    `json:"fingerprint,omitempty"`
 	Refunds     []*refund `json:"refunds,omitempty"`
 	Dispute     *dispute  `json:"dispute,omitempty"`
+}
+
+// clone returns a copy of pi that shares nothing with it: the work of a
+// request changes a PaymentIntent's charge in place (refunds, disputes), so
+// a shallow copy would not keep the state from before.
+func (pi *paymentIntent) clone() *paymentIntent {
+	c := *pi
+	c.Metadata = maps.Clone(pi.Metadata)
+	c.Types = slices.Clone(pi.Types)
+	if pi.LastError != nil {
+		e := *pi.LastError
+		c.LastError = &e
+	}
+	if pi.Charge != nil {
+		ch := *pi.Charge
+		c.Charge = &ch
+	}
+	if pi.Refunds != nil {
+		c.Refunds = make([]*refund, len(pi.Refunds))
+		for i, rf := range pi.Refunds {
+			r := *rf
+			r.Metadata = maps.Clone(rf.Metadata)
+			c.Refunds[i] = &r
+		}
+	}
+	if pi.Dispute != nil {
+		d := *pi.Dispute
+		c.Dispute = &d
+	}
+	return &c
 }
 
 // lastError is last_payment_error.
@@ -112,6 +144,13 @@ type paymentMethod struct {
 }
 
 func (pm *paymentMethod) card() *testCard { return cardsByName[pm.Card] }
+
+// clone returns a copy of pm that shares nothing with it.
+func (pm *paymentMethod) clone() *paymentMethod {
+	c := *pm
+	c.Metadata = maps.Clone(pm.Metadata)
+	return &c
+}
 
 // magicPM returns the unstored PaymentMethod behind a magic id.
 func magicPM(id string, now time.Time) *paymentMethod {

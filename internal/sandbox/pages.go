@@ -175,6 +175,8 @@ func (s *Server) serveVerdict(w http.ResponseWriter, r *http.Request) {
 	var returnURL string
 	if e == nil {
 		jerr = s.commit(x)
+	}
+	if e == nil && jerr == nil {
 		s.publish(x)
 		body = s.renderPI(pi, x.base, expansion{})
 		page = challengePage{ID: pi.ID, Amount: floodgate.FormatAmount(pi.Amount, pi.Currency), Status: pi.Status}
@@ -187,8 +189,8 @@ func (s *Server) serveVerdict(w http.ResponseWriter, r *http.Request) {
 	case e != nil:
 		errorResponse(e).write(w)
 	case jerr != nil:
-		s.log.Error("sandbox journal write failed", "err", jerr)
-		errorResponse(errInternal("The sandbox could not record this request durably.")).write(w)
+		s.log.Error("sandbox journal write failed; the request changed nothing and is answered 500", "err", jerr)
+		errorResponse(errJournal()).write(w)
 	case !wantsHTML(r):
 		writeJSON(w, http.StatusOK, body)
 	case returnURL != "":
@@ -210,8 +212,8 @@ func (s *Server) authenticated(x *exec, pi *paymentIntent, ok bool) *apiError {
 	if pm == nil {
 		return errInternal("The PaymentIntent's payment method is gone.")
 	}
-	pi.ActionSource = ""
 	x.savePI(pi)
+	pi.ActionSource = ""
 	switch {
 	case !ok:
 		pi.Status, pi.PaymentMethod = statusRequiresPaymentMethod, ""
@@ -293,17 +295,18 @@ func (s *Server) serveDispute(w http.ResponseWriter, r *http.Request) {
 		// request: its event names no request, as Stripe's does.
 		x := s.newExec(r, "", "")
 		s.openDispute(x, pi, reason, amount)
-		jerr = s.commit(x)
-		s.publish(x)
-		body = s.renderDispute(pi)
+		if jerr = s.commit(x); jerr == nil {
+			s.publish(x)
+			body = s.renderDispute(pi)
+		}
 	}
 	s.mu.Unlock()
 	switch {
 	case e != nil:
 		errorResponse(e).write(w)
 	case jerr != nil:
-		s.log.Error("sandbox journal write failed", "err", jerr)
-		errorResponse(errInternal("The sandbox could not record this request durably.")).write(w)
+		s.log.Error("sandbox journal write failed; the request changed nothing and is answered 500", "err", jerr)
+		errorResponse(errJournal()).write(w)
 	default:
 		writeJSON(w, http.StatusOK, body)
 	}

@@ -346,11 +346,10 @@ func (s *Server) serveWrite(w http.ResponseWriter, r *http.Request, reqID, scope
 		x.saveIdem(entry)
 	}
 	if err := s.commit(x); err != nil {
-		s.log.Error("sandbox journal write failed; answering 500", "err", err, "request_id", reqID)
-		resp = errorResponse(errInternal("The sandbox could not record this request durably."))
-		if entry != nil {
-			s.idem.complete(entry, resp)
-		}
+		// commit has undone the change and released the key: the 500
+		// is not stored, and a retry of the same key executes anew.
+		s.log.Error("sandbox journal write failed; the request changed nothing and is answered 500", "err", err, "request_id", reqID)
+		resp = errorResponse(errJournal())
 	}
 	lose := cfg.LoseRate > 0 && s.rng.Float64() < cfg.LoseRate
 	if lose {
