@@ -22,7 +22,7 @@ lint: ## go vet, gofmt and staticcheck.
 # FUZZ lists package:target for every decoder floodgate exposes.
 FUZZ := ./internal/ingest/:FuzzDecodeDonation ./internal/httpapi/:FuzzCampaignRequests \
 	./internal/stripe/:FuzzWebhookPayload ./internal/stripe/:FuzzSignatureHeader ./internal/config/:FuzzParseFile \
-	./internal/sandbox/:FuzzParseForm ./internal/sandbox/:FuzzHandlers
+	./internal/sandbox/:FuzzParseForm ./internal/sandbox/:FuzzHandlers ./internal/sandbox/:FuzzJournalReplay
 
 fuzz: ## Run each fuzz target for FUZZTIME (default 15s).
 	@set -e; for t in $(FUZZ); do \
