@@ -37,6 +37,9 @@ func TestConfigCommand(t *testing.T) {
 		{"stripe without a key", []string{"--payments", "stripe"}, nil, ExitConfig, "STRIPE_SECRET_KEY"},
 		{"unknown store", []string{"--store", "mysql://x"}, nil, ExitConfig, "FLOODGATE_STORE_URL"},
 		{"unparsable value", nil, map[string]string{"FLOODGATE_LEASE": "soon"}, ExitConfig, "FLOODGATE_LEASE"},
+		{"PROXY protocol with no trusted proxy", []string{"--proxy-protocol"}, nil, ExitConfig, "FLOODGATE_PROXY_PROTOCOL"},
+		{"PROXY protocol from a trusted proxy", []string{"--proxy-protocol", "--trusted-proxies", "10.0.0.0/8"}, nil, ExitOK, ""},
+		{"decline limit zero", nil, map[string]string{"FLOODGATE_ADDRESS_DECLINE_LIMIT": "0"}, ExitConfig, "FLOODGATE_ADDRESS_DECLINE_LIMIT"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
