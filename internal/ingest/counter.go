@@ -6,10 +6,6 @@ import (
 	"time"
 )
 
-// counts are the two tallies a counter keeps per key: the attempt tables
-// use the first alone, the outcome table declines and successes.
-type counts [2]uint32
-
 // counter tallies events per key over a sliding window of span, the way
 // Cloudflare estimates rates: each shard keeps the current window's counts
 // and the previous window's, and a key's estimate is its current count
@@ -18,8 +14,12 @@ type counts [2]uint32
 // and starting an empty one, so no operation ever sweeps the table: every
 // call costs the same with ten keys tracked or a million.
 //
-// Keys are 64-bit hashes (maphash, with the guard's per-process seed), a
-// few bytes each in a map. Each shard holds at most its share of capacity
+// Keys are 64-bit hashes (maphash, with the guard's per-process seed): the
+// top bits pick the shard, the low 32 bits are the key in its map, so an
+// entry is eight bytes (a key and its count) and a lookup touches little
+// memory. Two keys that share both can only add to each other's counts,
+// never take away: at a million keys in a table, about two such pairs are
+// expected. Each shard holds at most its share of capacity
 // keys per window; a key that arrives when its shard is full is counted in
 // a count-min sketch allocated on the first overflow, which may over-count
 // but never under-counts: a full table refuses a little early, never lets
@@ -37,7 +37,7 @@ const counterShards = 64
 type counterShard struct {
 	mu         sync.Mutex
 	start      time.Time // start of the current window
-	cur, prev  map[uint64]counts
+	cur, prev  map[uint32]uint32
 	curSketch  *sketch
 	prevSketch *sketch
 	// The padding keeps two shards' locks off one cache line.
@@ -71,56 +71,60 @@ func (c *counter) roll(s *counterShard, now time.Time) {
 	s.cur, s.curSketch, s.start = nil, nil, start
 }
 
-// estimateLocked is the key's sliding estimate of each tally.
-func (c *counter) estimateLocked(s *counterShard, h uint64, now time.Time) [2]float64 {
-	cur, ok := s.cur[h]
+// countsLocked are key h's counts in the current and previous windows.
+func (c *counter) countsLocked(s *counterShard, h uint64) (cur, prev uint32) {
+	cur, ok := s.cur[uint32(h)]
 	if !ok && s.curSketch != nil {
 		cur = s.curSketch.get(h)
 	}
-	prev, ok := s.prev[h]
+	prev, ok = s.prev[uint32(h)]
 	if !ok && s.prevSketch != nil {
 		prev = s.prevSketch.get(h)
 	}
-	w := 1 - float64(now.Sub(s.start))/float64(c.span)
-	w = min(max(w, 0), 1)
-	return [2]float64{float64(cur[0]) + float64(prev[0])*w, float64(cur[1]) + float64(prev[1])*w}
+	return cur, prev
 }
 
-// addLocked counts one event in tally i of key h.
-func (c *counter) addLocked(s *counterShard, h uint64, i int) {
-	if v, ok := s.cur[h]; ok {
-		if v[i] < math.MaxUint32 {
-			v[i]++
+// estimateLocked is the key's sliding estimate.
+func (c *counter) estimateLocked(s *counterShard, h uint64, now time.Time) float64 {
+	cur, prev := c.countsLocked(s, h)
+	w := 1 - float64(now.Sub(s.start))/float64(c.span)
+	w = min(max(w, 0), 1)
+	return float64(cur) + float64(prev)*w
+}
+
+// addLocked counts one event for key h.
+func (c *counter) addLocked(s *counterShard, h uint64) {
+	k := uint32(h)
+	if v, ok := s.cur[k]; ok {
+		if v < math.MaxUint32 {
+			s.cur[k] = v + 1
 		}
-		s.cur[h] = v
 		return
 	}
 	if len(s.cur) < c.perShard {
 		if s.cur == nil {
-			s.cur = map[uint64]counts{}
+			s.cur = map[uint32]uint32{}
 		}
-		var v counts
-		v[i] = 1
-		s.cur[h] = v
+		s.cur[k] = 1
 		return
 	}
 	if s.curSketch == nil {
 		s.curSketch = new(sketch)
 	}
-	s.curSketch.add(h, i)
+	s.curSketch.add(h)
 }
 
-// add counts one event in tally i of key h at now.
-func (c *counter) add(h uint64, i int, now time.Time) {
+// add counts one event for key h at now.
+func (c *counter) add(h uint64, now time.Time) {
 	s := c.shard(h)
 	s.mu.Lock()
 	c.roll(s, now)
-	c.addLocked(s, h, i)
+	c.addLocked(s, h)
 	s.mu.Unlock()
 }
 
-// estimate is key h's sliding estimate of both tallies at now.
-func (c *counter) estimate(h uint64, now time.Time) [2]float64 {
+// estimate is key h's sliding estimate at now.
+func (c *counter) estimate(h uint64, now time.Time) float64 {
 	s := c.shard(h)
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -128,7 +132,7 @@ func (c *counter) estimate(h uint64, now time.Time) [2]float64 {
 	return c.estimateLocked(s, h, now)
 }
 
-// take counts one event in the first tally of key h if that keeps its
+// take counts one event for key h if that keeps its
 // estimate within limit, and otherwise returns how long until it would
 // (a refused event is not counted: the limit is an allowance, and
 // knocking at a closed door does not shut it for longer).
@@ -137,18 +141,11 @@ func (c *counter) take(h uint64, limit int, now time.Time) (wait time.Duration) 
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	c.roll(s, now)
-	est := c.estimateLocked(s, h, now)
-	if est[0]+1 <= float64(limit) {
-		c.addLocked(s, h, 0)
+	if c.estimateLocked(s, h, now)+1 <= float64(limit) {
+		c.addLocked(s, h)
 		return 0
 	}
-	cur, prev := s.cur[h][0], s.prev[h][0]
-	if _, ok := s.cur[h]; !ok && s.curSketch != nil {
-		cur = s.curSketch.get(h)[0]
-	}
-	if _, ok := s.prev[h]; !ok && s.prevSketch != nil {
-		prev = s.prevSketch.get(h)[0]
-	}
+	cur, prev := c.countsLocked(s, h)
 	return c.retryAfter(float64(cur), float64(prev), float64(limit), now.Sub(s.start))
 }
 
@@ -170,17 +167,17 @@ func (c *counter) retryAfter(cur, prev, limit float64, elapsed time.Duration) ti
 	return max(wait, time.Second)
 }
 
-// sketch is a count-min sketch of counts with conservative update: each
+// sketch is a count-min sketch with conservative update: each
 // key has one cell in each row, is read as the least of them, and an
 // increment raises only the cells that are at that least value. Any
 // other key sharing a cell can only raise it, so a read never falls below
 // the true count.
-type sketch [sketchRows][sketchWidth]counts
+type sketch [sketchRows][sketchWidth]uint32
 
 const (
 	sketchRows  = 4
 	sketchBits  = 12
-	sketchWidth = 1 << sketchBits // 4 rows x 4,096 cells x 8 bytes: 128 KiB a shard
+	sketchWidth = 1 << sketchBits // 4 rows x 4,096 cells x 4 bytes: 64 KiB a shard
 )
 
 // cell is key h's column in row r: h remixed per row (splitmix64), so
@@ -193,24 +190,22 @@ func cell(h uint64, r int) uint64 {
 	return z >> (64 - sketchBits)
 }
 
-func (k *sketch) get(h uint64) counts {
-	v := counts{math.MaxUint32, math.MaxUint32}
+func (k *sketch) get(h uint64) uint32 {
+	v := uint32(math.MaxUint32)
 	for r := range sketchRows {
-		c := k[r][cell(h, r)]
-		v[0], v[1] = min(v[0], c[0]), min(v[1], c[1])
+		v = min(v, k[r][cell(h, r)])
 	}
 	return v
 }
 
-func (k *sketch) add(h uint64, i int) {
-	least := k.get(h)[i]
+func (k *sketch) add(h uint64) {
+	least := k.get(h)
 	if least == math.MaxUint32 {
 		return
 	}
 	for r := range sketchRows {
-		c := &k[r][cell(h, r)]
-		if c[i] == least {
-			c[i]++
+		if c := &k[r][cell(h, r)]; *c == least {
+			*c++
 		}
 	}
 }

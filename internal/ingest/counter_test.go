@@ -14,30 +14,24 @@ var t0 = time.Date(2026, 12, 4, 20, 0, 0, 0, time.UTC)
 func TestCounterSlidingEstimate(t *testing.T) {
 	c := newCounter(time.Minute, 100)
 	for range 30 {
-		c.add(7, 0, t0.Add(10*time.Second))
-	}
-	for range 5 {
-		c.add(7, 1, t0.Add(50*time.Second))
+		c.add(7, t0.Add(10*time.Second))
 	}
 	tests := []struct {
 		at   time.Duration
-		want [2]float64
+		want float64
 	}{
-		{59 * time.Second, [2]float64{30, 5}},
-		{60 * time.Second, [2]float64{30, 5}},   // rotated: all of the last window still counts
-		{90 * time.Second, [2]float64{15, 2.5}}, // half of it
-		{119 * time.Second, [2]float64{0.5, 5.0 / 60}},
-		{120 * time.Second, [2]float64{0, 0}}, // two spans on: nothing
+		{59 * time.Second, 30},
+		{60 * time.Second, 30}, // rotated: all of the last window still counts
+		{90 * time.Second, 15}, // half of it
+		{119 * time.Second, 0.5},
+		{120 * time.Second, 0}, // two spans on: nothing
 	}
 	for _, tt := range tests {
-		got := c.estimate(7, t0.Add(tt.at))
-		for i := range got {
-			if math.Abs(got[i]-tt.want[i]) > 1e-9 {
-				t.Fatalf("at +%v: estimate %v, want %v", tt.at, got, tt.want)
-			}
+		if got := c.estimate(7, t0.Add(tt.at)); math.Abs(got-tt.want) > 1e-9 {
+			t.Fatalf("at +%v: estimate %v, want %v", tt.at, got, tt.want)
 		}
 	}
-	if got := c.estimate(8, t0.Add(30*time.Second)); got != [2]float64{} {
+	if got := c.estimate(8, t0.Add(30*time.Second)); got != 0 {
 		t.Fatalf("another key: %v", got)
 	}
 }
@@ -46,13 +40,13 @@ func TestCounterSlidingEstimate(t *testing.T) {
 // window's end, and are forgotten after a gap of two windows or more.
 func TestCounterRotationAndGap(t *testing.T) {
 	c := newCounter(time.Minute, 100)
-	c.add(1, 0, t0)
-	c.add(1, 0, t0.Add(70*time.Second)) // the next window
-	if got := c.estimate(1, t0.Add(70*time.Second))[0]; math.Abs(got-(1+1*(1-10.0/60))) > 1e-9 {
+	c.add(1, t0)
+	c.add(1, t0.Add(70*time.Second)) // the next window
+	if got := c.estimate(1, t0.Add(70*time.Second)); math.Abs(got-(1+1*(1-10.0/60))) > 1e-9 {
 		t.Fatalf("after rotation: %v", got)
 	}
 	// A gap: nothing counted for more than two windows.
-	if got := c.estimate(1, t0.Add(10*time.Minute))[0]; got != 0 {
+	if got := c.estimate(1, t0.Add(10*time.Minute)); got != 0 {
 		t.Fatalf("after a gap: %v, want 0", got)
 	}
 	s := c.shard(1)
@@ -75,7 +69,7 @@ func TestCounterTake(t *testing.T) {
 	if w := c.take(3, 5, t0.Add(20*time.Second)); w != 52*time.Second {
 		t.Fatalf("refusal wait %v, want 52s", w)
 	}
-	if got := c.estimate(3, t0.Add(20*time.Second))[0]; got != 5 {
+	if got := c.estimate(3, t0.Add(20*time.Second)); got != 5 {
 		t.Fatalf("refusals were counted: %v", got)
 	}
 	// 52 s later it fits, and not a second before.
@@ -102,7 +96,7 @@ func TestCounterOverflowNeverUnderCounts(t *testing.T) {
 	for range 200_000 {
 		k := keys[r.IntN(len(keys))]
 		truth[k]++
-		c.add(k, 0, t0)
+		c.add(k, t0)
 	}
 	held := 0
 	for i := range c.shards {
@@ -116,7 +110,7 @@ func TestCounterOverflowNeverUnderCounts(t *testing.T) {
 	}
 	over := 0.0
 	for k, n := range truth {
-		got := c.estimate(k, t0)[0]
+		got := c.estimate(k, t0)
 		if got < float64(n) {
 			t.Fatalf("key %x: estimate %v below its true count %d", k, got, n)
 		}
@@ -131,7 +125,7 @@ func TestCounterOverflowNeverUnderCounts(t *testing.T) {
 func TestCounterFullTableStillRefuses(t *testing.T) {
 	c := newCounter(time.Minute, counterShards)
 	for i := range uint64(10_000) {
-		c.add(i<<58|i, 0, t0) // every shard full
+		c.add(i<<58|i, t0) // every shard full
 	}
 	const tester = 0xdead_beef_0000_0001
 	allowed := 0

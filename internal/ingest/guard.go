@@ -30,9 +30,10 @@ type Guard struct {
 	clock                                   floodgate.Clock
 	seed                                    maphash.Seed
 
-	emails   *counter // attempts per email, over an hour
-	outcomes *counter // declines and successes per address, over ten minutes
-	attempts *counter // attempts per suspect address, over a minute
+	emails    *counter // attempts per email, over an hour
+	declines  *counter // card declines per address, over ten minutes
+	successes *counter // successful gifts per address, over ten minutes
+	attempts  *counter // attempts per suspect address, over a minute
 }
 
 // GuardOptions configure a Guard.
@@ -67,9 +68,10 @@ func NewGuard(o GuardOptions) *Guard {
 	}
 	return &Guard{perEmail: o.PerEmail, suspectAttempts: o.SuspectAttempts, declineLimit: max(o.DeclineLimit, 1),
 		clock: o.Clock, seed: maphash.MakeSeed(),
-		emails:   newCounter(emailSpan, o.Tracked),
-		outcomes: newCounter(outcomeSpan, o.Tracked),
-		attempts: newCounter(attemptSpan, o.Tracked),
+		emails:    newCounter(emailSpan, o.Tracked),
+		declines:  newCounter(outcomeSpan, o.Tracked),
+		successes: newCounter(outcomeSpan, o.Tracked),
+		attempts:  newCounter(attemptSpan, o.Tracked),
 	}
 }
 
@@ -127,9 +129,9 @@ func (g *Guard) Learn(d *floodgate.Donation) {
 	}
 	switch {
 	case d.Status == floodgate.StatusSucceeded:
-		g.outcomes.add(h, 1, g.clock.Now())
+		g.successes.add(h, g.clock.Now())
 	case d.Status == floodgate.StatusFailed && CardDecline(d.FailureCode):
-		g.outcomes.add(h, 0, g.clock.Now())
+		g.declines.add(h, g.clock.Now())
 	}
 }
 
@@ -140,11 +142,13 @@ func (g *Guard) Suspect(addr string) bool {
 }
 
 // suspect: in the last ten minutes, the address's declines reached the
-// limit and outnumber its successes.
+// limit and outnumber its successes. Declines and successes are kept in
+// tables of their own: few addresses decline at all, so the declines'
+// table stays small and the first look-up, which settles almost every
+// attempt, is cheap however many donors the successes' table holds.
 func (g *Guard) suspect(h uint64, now time.Time) bool {
-	est := g.outcomes.estimate(h, now)
-	declines, successes := est[0], est[1]
-	return declines >= float64(g.declineLimit) && declines > successes
+	declines := g.declines.estimate(h, now)
+	return declines >= float64(g.declineLimit) && declines > g.successes.estimate(h, now)
 }
 
 // CardDecline reports whether a gift's (generic) failure code is a card

@@ -281,7 +281,7 @@ func TestGuardMillionDonors(t *testing.T) {
 			}
 			g.Learn(succeeded(addr))
 		}
-		for _, c := range []*counter{g.emails, g.outcomes} {
+		for _, c := range []*counter{g.emails, g.successes} {
 			for i := range c.shards {
 				if c.shards[i].curSketch != nil {
 					t.Fatalf("after %d donors a shard overflowed its %d keys", donors, c.perShard)
