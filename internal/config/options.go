@@ -147,7 +147,7 @@ var options = []*option{
 		help:  "Donation attempts (new gifts and new cards) one email address may make per hour before 429 rate_limited; 0: no limit.",
 		field: func(c *Config) any { return &c.EmailLimit }, check: nonNegativeInt},
 	{env: "FLOODGATE_LIMIT_TRACKED", flag: "limit-tracked", def: "1000000",
-		help:  "The keys each of the limits' tables (attempts per email; declines, successes and attempts per address) counts exactly per window: about 20 bytes a key, and a table keeps two windows, so up to ~40 MB a table at 1,000,000. Past it, keys are counted in sketches (at most 8 MiB a table) that can over-count, never under-count.",
+		help:  "The keys each of the limits' tables (attempts per email; declines, successes and attempts per address) counts exactly per window: about 20 bytes a key (measured at a million; up to twice that just after a map grows), and a table keeps two windows: ~40 MB a table at 1,000,000. Past it, keys are counted in sketches (at most 8 MiB a table) that can over-count, never under-count.",
 		field: func(c *Config) any { return &c.LimitTracked }, check: positive},
 	{env: "FLOODGATE_TRUSTED_PROXIES", flag: "trusted-proxies", def: "",
 		help:  "Comma-separated CIDRs of proxies whose X-Forwarded-For (or PROXY header) names the client; from any other peer the header is ignored and the peer is the client. Behind a load balancer, set it, or the whole audience is one address.",
