@@ -40,6 +40,9 @@ func TestConfigCommand(t *testing.T) {
 		{"connections per client negative", nil, map[string]string{"FLOODGATE_MAX_CONNS_PER_CLIENT": "-5"}, ExitConfig, "FLOODGATE_MAX_CONNS_PER_CLIENT"},
 		{"connections per client off", []string{"--max-conns-per-client", "0"}, nil, ExitOK, ""},
 		{"unparsable value", nil, map[string]string{"FLOODGATE_LEASE": "soon"}, ExitConfig, "FLOODGATE_LEASE"},
+		{"PROXY protocol with no trusted proxy", []string{"--proxy-protocol"}, nil, ExitConfig, "FLOODGATE_PROXY_PROTOCOL"},
+		{"PROXY protocol from a trusted proxy", []string{"--proxy-protocol", "--trusted-proxies", "10.0.0.0/8"}, nil, ExitOK, ""},
+		{"decline limit zero", nil, map[string]string{"FLOODGATE_ADDRESS_DECLINE_LIMIT": "0"}, ExitConfig, "FLOODGATE_ADDRESS_DECLINE_LIMIT"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

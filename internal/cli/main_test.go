@@ -32,19 +32,27 @@ func startMain(tb testing.TB, change func(*config.Config)) *Main {
 // startMainAt is startMain on clock (nil: the system clock).
 func startMainAt(tb testing.TB, clock floodgate.Clock, change func(*config.Config)) *Main {
 	tb.Helper()
+	return startMainWith(tb, func(m *Main) { m.Clock = clock }, change)
+}
+
+// startMainWith is startMain with setup applied to the Main before it
+// opens (its clocks).
+func startMainWith(tb testing.TB, setup func(*Main), change func(*config.Config)) *Main {
+	tb.Helper()
 	cfg := config.Defaults()
 	cfg.Addr = "127.0.0.1:0"
 	cfg.MetricsAddr = "127.0.0.1:0"
 	cfg.DataDir = tb.TempDir()
 	cfg.Demo = true
 	cfg.AdminToken = testAdminToken
-	// Every test client is 127.0.0.1 and most reuse one email: the
-	// card-testing limits are off unless a test is about them.
+	// Most tests reuse one email from 127.0.0.1, and many decline cards
+	// on purpose: the card-testing limits are off unless a test is about
+	// them.
 	cfg.AddressLimit, cfg.EmailLimit = 0, 0
 	if change != nil {
 		change(cfg)
 	}
-	return openMainAt(tb, cfg, clock)
+	return openMainWith(tb, cfg, setup)
 }
 
 func openMain(tb testing.TB, cfg *config.Config) *Main {
@@ -55,6 +63,12 @@ func openMain(tb testing.TB, cfg *config.Config) *Main {
 // openMainAt opens a node whose clock is clock (nil: the system clock).
 func openMainAt(tb testing.TB, cfg *config.Config, clock floodgate.Clock) *Main {
 	tb.Helper()
+	return openMainWith(tb, cfg, func(m *Main) { m.Clock = clock })
+}
+
+// openMainWith opens a node after setup has adjusted it (nil: none).
+func openMainWith(tb testing.TB, cfg *config.Config, setup func(*Main)) *Main {
+	tb.Helper()
 	if err := cfg.Validate(); err != nil {
 		tb.Fatalf("config: %v", err)
 	}
@@ -62,7 +76,10 @@ func openMainAt(tb testing.TB, cfg *config.Config, clock floodgate.Clock) *Main 
 	if os.Getenv("FLOODGATE_TEST_LOG") != "" {
 		logOut = os.Stderr
 	}
-	m := &Main{Config: cfg, Clock: clock, Logger: slog.New(slog.NewTextHandler(logOut, &slog.HandlerOptions{Level: slog.LevelDebug}))}
+	m := &Main{Config: cfg, Logger: slog.New(slog.NewTextHandler(logOut, &slog.HandlerOptions{Level: slog.LevelDebug}))}
+	if setup != nil {
+		setup(m)
+	}
 	if err := m.Open(context.Background()); err != nil {
 		_ = m.Close()
 		tb.Fatalf("open: %v", err)

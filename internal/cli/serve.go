@@ -19,6 +19,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/pires/go-proxyproto"
+
 	"github.com/floodgate/floodgate"
 	"github.com/floodgate/floodgate/internal/config"
 	"github.com/floodgate/floodgate/internal/dispatch"
@@ -67,11 +69,15 @@ type Main struct {
 	Stdout io.Writer
 	// Clock, when set, replaces the system clock (tests).
 	Clock floodgate.Clock
+	// GuardClock, when set, is the card-testing limits' clock instead of
+	// Clock (tests hold it still to count a minute's allowance exactly).
+	GuardClock floodgate.Clock
 
 	// Set by Open.
 	Addr       net.Addr
 	Store      floodgate.Store
 	Ingest     *ingest.Service
+	Guard      *ingest.Guard
 	Dispatcher *dispatch.Dispatcher
 	Sandbox    *sandbox.Server
 	Metrics    *metrics.Metrics
@@ -136,10 +142,16 @@ func (m *Main) Open(ctx context.Context) error {
 		return err
 	}
 
+	guardClock := m.GuardClock
+	if guardClock == nil {
+		guardClock = m.Clock
+	}
+	m.Guard = ingest.NewGuard(ingest.GuardOptions{PerEmail: cfg.EmailLimit, SuspectAttempts: cfg.AddressLimit,
+		DeclineLimit: cfg.AddressDeclineLimit, Tracked: cfg.LimitTracked, Clock: guardClock})
 	m.Ingest, err = ingest.New(ctx, store, ingest.Options{Clock: m.Clock, Batch: ingest.BatcherOptions{
 		MaxBatch: cfg.BatchMax, MaxWait: cfg.BatchWait, Queue: cfg.IngestQueue, Observer: m.Metrics,
 	},
-		Guard:   &ingest.Guard{PerAddress: cfg.AddressLimit, PerEmail: cfg.EmailLimit, Tracked: cfg.LimitTracked},
+		Guard:   m.Guard,
 		Refused: func(reason string) { m.Metrics.Blocked.WithLabelValues(reason).Inc() },
 	})
 	if err != nil {
@@ -155,6 +167,11 @@ func (m *Main) Open(ctx context.Context) error {
 		Policy:    dispatch.PolicyFor(cfg.KeyRetention),
 		CardBlock: cfg.CardBlock, CardTestingArm: cfg.CardTestingArm,
 		Metrics: m.Metrics, Settled: func(*floodgate.Donation) { m.hub.Notify() },
+		// The card-testing defence learns every charge's outcome by client
+		// address, and screens gifts from suspect addresses before they are
+		// sent.
+		Outcome: m.Guard.Learn,
+		Screen:  func(d *floodgate.Donation) bool { return m.Guard.Screen(d.ClientAddr) },
 	})
 	m.Metrics.GaugeFunc("floodgate_ingest_queue_depth", "Donations waiting for a group commit.",
 		func() float64 { return float64(m.Ingest.QueueLen()) })
@@ -232,7 +249,7 @@ func (m *Main) Open(ctx context.Context) error {
 	go func() { defer m.wg.Done(); m.hub.Run(ctx) }()
 	go func() {
 		defer m.wg.Done()
-		if err := m.srv.Serve(conns); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		if err := m.srv.Serve(m.proxyProtocol(conns)); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			m.Logger.Error("http server stopped", "err", err)
 		}
 	}()
@@ -284,6 +301,36 @@ func (m *Main) MetricsURL() string {
 		return ""
 	}
 	return "http://" + loopback(m.MetricsAddr) + "/metrics"
+}
+
+// proxyProtocol wraps the connection limiter, with the PROXY protocol on,
+// so that the header of a trusted proxy is read on each connection it
+// opens (by the connection's own goroutine, never in the accept loop);
+// the limits still apply to every connection.
+func (m *Main) proxyProtocol(limited net.Listener) net.Listener {
+	cfg := m.Config
+	if !cfg.ProxyProtocol {
+		return limited
+	}
+	trusted := cfg.TrustedProxyPrefixes()
+	return &proxyproto.Listener{
+		Listener:          limited,
+		ReadHeaderTimeout: min(cfg.HTTPReadTimeout, 5*time.Second),
+		ConnPolicy: func(o proxyproto.ConnPolicyOptions) (proxyproto.Policy, error) {
+			// A trusted proxy may send a header (its health checks need
+			// not); from anyone else a header is a forgery, and the
+			// connection is refused.
+			if ap, err := netip.ParseAddrPort(o.Upstream.String()); err == nil {
+				ip := ap.Addr().Unmap()
+				for _, p := range trusted {
+					if p.Contains(ip) {
+						return proxyproto.USE, nil
+					}
+				}
+			}
+			return proxyproto.REJECT, nil
+		},
+	}
 }
 
 // URL is the node's base URL on loopback.

@@ -94,14 +94,20 @@ type Config struct {
 	// dispatcher may resume it.
 	Lease time.Duration
 
-	// AddressLimit is the donation attempts per minute from one client
-	// address; EmailLimit per hour from one email. 0 turns one off.
+	// AddressLimit is the donation attempts per minute from a suspect
+	// client address; EmailLimit per hour from one email. 0 turns one off.
 	AddressLimit int
 	EmailLimit   int
-	// LimitTracked bounds the addresses the limits remember.
+	// AddressDeclineLimit is the card declines in ten minutes that make
+	// an address suspect, when they outnumber its successes.
+	AddressDeclineLimit int
+	// LimitTracked is the keys each limit's table counts exactly.
 	LimitTracked int
-	// TrustedProxies are the CIDRs whose X-Forwarded-For names the client.
+	// TrustedProxies are the CIDRs whose X-Forwarded-For (or PROXY
+	// header) names the client.
 	TrustedProxies string
+	// ProxyProtocol accepts PROXY protocol headers from trusted proxies.
+	ProxyProtocol bool
 	// CardBlock is how long a card is refused after a decline;
 	// CardTestingArm the blocks within 10 minutes that arm the check.
 	CardBlock      time.Duration

@@ -129,6 +129,14 @@ var rules = []func(c *Config) error{
 		}
 		return nil
 	},
+	// A PROXY header names the client to whoever sends it: believed from
+	// nobody, the setting would only refuse every connection's header.
+	func(c *Config) error {
+		if c.ProxyProtocol && strings.TrimSpace(c.TrustedProxies) == "" {
+			return c.fail("FLOODGATE_PROXY_PROTOCOL", "needs %s: a PROXY header is believed only from a trusted proxy", c.ref("FLOODGATE_TRUSTED_PROXIES"))
+		}
+		return nil
+	},
 	func(c *Config) error {
 		if c.Payments == "stripe" && c.StripeKey == "" {
 			return c.fail("STRIPE_SECRET_KEY", "is required with %s", c.ref("FLOODGATE_PAYMENTS"))

@@ -65,8 +65,17 @@ type Options struct {
 	Logger *slog.Logger
 	// Metrics may be nil.
 	Metrics *metrics.Metrics
-	// Settled is called after every settlement (to push live totals).
+	// Settled is called after every settlement, and after a refund or a
+	// dispute is recorded (to push live totals).
 	Settled func(d *floodgate.Donation)
+	// Outcome, when set, is called after every settlement of a charge,
+	// here or from a webhook, never for a refund or a dispute: the
+	// card-testing defence learns each address's declines and successes.
+	Outcome func(d *floodgate.Donation)
+	// Screen, when set, is asked before a gift that never reached the
+	// provider is charged; false fails it unsent (card-testing defence:
+	// its client address is suspect and past its allowance).
+	Screen func(d *floodgate.Donation) bool
 }
 
 // Dispatcher charges accepted donations. Start it once; Stop it once or
@@ -304,7 +313,7 @@ func key(don *floodgate.Donation) string {
 // charge drives one donation until it is settled, or until the dispatcher
 // stops (then it keeps its key and resumes later).
 func (d *Dispatcher) charge(ctx context.Context, don *floodgate.Donation) {
-	if d.cardBlocked(ctx, don) {
+	if d.screenedOut(ctx, don) || d.cardBlocked(ctx, don) {
 		return
 	}
 	tries, generations := 0, 0
@@ -580,6 +589,9 @@ func (d *Dispatcher) settle(ctx context.Context, s floodgate.Settlement) {
 		if d.opts.Metrics != nil {
 			d.opts.Metrics.Settled.WithLabelValues(string(s.Status)).Inc()
 		}
+		if d.opts.Outcome != nil {
+			d.opts.Outcome(don)
+		}
 		if d.opts.Settled != nil {
 			d.opts.Settled(don)
 		}
@@ -671,7 +683,7 @@ func (d *Dispatcher) refreshArmed(ctx context.Context) {
 // A failed look-up lets the charge go (a provider hiccup must not refuse
 // donors).
 func (d *Dispatcher) cardBlocked(ctx context.Context, don *floodgate.Donation) bool {
-	if d.opts.CardBlock <= 0 || !d.armed.Load() {
+	if d.opts.CardBlock <= 0 || !d.armed.Load() || !d.neverSent(don) {
 		return false
 	}
 	var fp string
@@ -693,6 +705,36 @@ func (d *Dispatcher) cardBlocked(ctx context.Context, don *floodgate.Donation) b
 	d.log.Info("dispatch: card refused after an earlier decline (card-testing defence)", "donation", don.ID)
 	d.settle(ctx, floodgate.Settlement{DonationID: don.ID, Status: floodgate.StatusFailed, FailureCode: "card_declined",
 		Note: "card refused: declined before (card-testing defence); never sent", At: d.opts.Clock.Now()})
+	return true
+}
+
+// neverSent reports whether a gift in hand surely never reached the
+// provider under its current key: it was just claimed from the line, not
+// resumed after a dispatcher died or put it off (those may have been
+// charged, and only the provider can say). A claim from the line stamps
+// the key's first use with the claim's time, which is where the lease
+// starts; a resumed gift keeps the time its key was first used, earlier
+// than any lease it is claimed under again.
+func (d *Dispatcher) neverSent(don *floodgate.Donation) bool {
+	return don.PaymentIntentID == "" && don.KeySince != nil && don.LeaseUntil != nil &&
+		don.LeaseUntil.Sub(*don.KeySince) == d.opts.Lease
+}
+
+// screenedOut asks the card-testing screen whether a gift that never
+// reached the provider may be charged now, and fails it unsent when not:
+// gifts queued from an address before it turned suspect would otherwise
+// all reach the provider. The donor may bring another card, which is
+// limited as a new gift is.
+func (d *Dispatcher) screenedOut(ctx context.Context, don *floodgate.Donation) bool {
+	if d.opts.Screen == nil || !d.neverSent(don) || d.opts.Screen(don) {
+		return false
+	}
+	if d.opts.Metrics != nil {
+		d.opts.Metrics.Blocked.WithLabelValues("address").Inc()
+	}
+	d.log.Info("dispatch: gift from a suspect address refused past its allowance (card-testing defence)", "donation", don.ID)
+	d.settle(ctx, floodgate.Settlement{DonationID: don.ID, Status: floodgate.StatusFailed, FailureCode: "processing_error",
+		Note: "refused: too many attempts from a suspect address (card-testing defence, address); never sent", At: d.opts.Clock.Now()})
 	return true
 }
 

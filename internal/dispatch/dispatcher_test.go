@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/http/httptest"
 	"path/filepath"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -332,5 +333,63 @@ func TestStoreFailureWhileDeferring(t *testing.T) {
 	r.chargedOnce(ids)
 	if !flaky.newKeyFailed.Load() || !flaky.deferFailed.Load() {
 		t.Fatalf("the store never failed (new key %v, defer %v): the test proved nothing", flaky.newKeyFailed.Load(), flaky.deferFailed.Load())
+	}
+}
+
+// TestScreenFailsOnlyGiftsNeverSent: a gift the card-testing screen
+// refuses is failed without any provider call, with a note saying so; a
+// gift resumed from a dispatcher that died may have been charged, so it
+// is never screened but charged (or looked up) under its key. Every
+// settlement is told to Outcome.
+func TestScreenFailsOnlyGiftsNeverSent(t *testing.T) {
+	var screened atomic.Int64
+	outcomes := make(chan *floodgate.Donation, 8)
+	r := newRig(t, sandbox.Options{}, func(o *Options) {
+		o.Screen = func(*floodgate.Donation) bool { screened.Add(1); return false }
+		o.Outcome = func(d *floodgate.Donation) { outcomes <- d }
+	})
+	if err := r.disp.Pause(r.ctx, true); err != nil {
+		t.Fatal(err)
+	}
+	ids := r.accept(2, "pm_card_visa")
+	// The first is claimed by a dispatcher that dies: its lease runs out
+	// and this one resumes it, not knowing whether it was sent.
+	past := time.Now().Add(-5 * time.Minute)
+	if got, err := r.store.ClaimDonations(r.ctx, "dead", 1, past, time.Minute); err != nil || len(got) != 1 || got[0].ID != ids[0] {
+		t.Fatalf("claim as the dead dispatcher: %v %v", got, err)
+	}
+	if err := r.disp.Pause(r.ctx, false); err != nil {
+		t.Fatal(err)
+	}
+	resumed := r.wait(ids[:1], floodgate.StatusSucceeded)[ids[0]]
+	fresh := r.wait(ids[1:], floodgate.StatusFailed)[ids[1]]
+	if fresh.FailureCode != "processing_error" || fresh.PaymentIntentID != "" {
+		t.Fatalf("screened gift = %+v", fresh)
+	}
+	if n := len(r.sb.Ledger().ByDonation[ids[1]]); n != 0 {
+		t.Fatalf("the screened gift reached the provider %d times", n)
+	}
+	hist, err := r.store.History(r.ctx, ids[1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if last := hist[len(hist)-1]; !strings.Contains(last.Note, "never sent") || !strings.Contains(last.Note, "card-testing defence, address") {
+		t.Fatalf("history of the screened gift: %+v", hist)
+	}
+	if screened.Load() != 1 {
+		t.Fatalf("the screen was asked %d times, want once (the resumed gift is never asked)", screened.Load())
+	}
+	r.chargedOnce([]string{resumed.ID})
+	seen := map[string]floodgate.DonationStatus{}
+	for range 2 {
+		select {
+		case d := <-outcomes:
+			seen[d.ID] = d.Status
+		case <-time.After(time.Minute):
+			t.Fatalf("outcomes told: %v", seen)
+		}
+	}
+	if seen[ids[0]] != floodgate.StatusSucceeded || seen[ids[1]] != floodgate.StatusFailed {
+		t.Fatalf("outcomes told: %v", seen)
 	}
 }

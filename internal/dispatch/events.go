@@ -79,7 +79,11 @@ func (d *Dispatcher) applyPayment(ctx context.Context, don *floodgate.Donation, 
 		s.Note = "canceled at the provider (webhook)"
 	}
 	got, err := d.store.Settle(ctx, s)
-	return d.applied(got, string(s.Status), err)
+	applied, err := d.applied(got, string(s.Status), err)
+	if applied && d.opts.Outcome != nil {
+		d.opts.Outcome(got)
+	}
+	return applied, err
 }
 
 // applyReversal takes a refund or dispute off raised. The event carries

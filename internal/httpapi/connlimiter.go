@@ -216,6 +216,15 @@ func (l *ConnLimiter) idlestLocked(now time.Time) *limitedConn {
 // ConnState is the http.Server's ConnState hook through which the limiter
 // learns which connections are idle.
 func (l *ConnLimiter) ConnState(c net.Conn, state http.ConnState) {
+	// A listener above this one (the PROXY protocol's) hands the server
+	// its own wrapper; Raw is how it gives back the connection beneath.
+	for {
+		r, ok := c.(interface{ Raw() net.Conn })
+		if !ok {
+			break
+		}
+		c = r.Raw()
+	}
 	lc, ok := c.(*limitedConn)
 	if !ok || lc.l != l {
 		return

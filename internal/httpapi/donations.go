@@ -28,8 +28,7 @@ func (s *Server) donate(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	client := s.clientAddr(r)
-	acc, err := s.Ingest.Donate(r.Context(), r.PathValue("id"), r.Header.Get("Idempotency-Key"), body, client, s.limitKey(r, client))
+	acc, err := s.Ingest.Donate(r.Context(), r.PathValue("id"), r.Header.Get("Idempotency-Key"), body, s.clientAddr(r))
 	if err != nil {
 		if s.Metrics != nil && floodgate.ErrorCode(err) == floodgate.EOVERLOADED {
 			s.Metrics.Shed.WithLabelValues("ingest_queue_full").Inc()
@@ -237,6 +236,12 @@ func (s *Server) newPaymentMethod(w http.ResponseWriter, r *http.Request) error 
 	}
 	if msg := floodgate.CheckPaymentMethod(req.PaymentMethod); msg != "" {
 		return floodgate.Invalid("payment_method", "%s", msg)
+	}
+	// A new card is a new attempt, limited as a new gift is: card testers
+	// would otherwise try card after card on one gift. It is counted before
+	// the store is asked, so a try on a gift in the wrong state counts too.
+	if err := s.Ingest.AllowAttempt(s.clientAddr(r), d.Email); err != nil {
+		return err
 	}
 	d, err = s.Store.ReplacePaymentMethod(r.Context(), d.ID, req.PaymentMethod, s.Clock.Now())
 	if err != nil {

@@ -328,7 +328,10 @@ func truncate(s string, n int) string {
 // clientAddr is the address the request came from: the connection's
 // peer, or, when that peer is a trusted proxy, the last address in
 // X-Forwarded-For that is not a trusted proxy (the left part of the header
-// is whatever the client wrote, and cannot be believed).
+// is whatever the client wrote, and cannot be believed). From any other
+// peer the header is ignored: a client that forges a new one with every
+// request is still the one peer it connects from. With the PROXY protocol
+// on, the peer is the address a trusted proxy's PROXY header names.
 func (s *Server) clientAddr(r *http.Request) string {
 	host, _, err := net.SplitHostPort(r.RemoteAddr)
 	if err != nil {
@@ -349,27 +352,6 @@ func (s *Server) clientAddr(r *http.Request) string {
 		host = hop
 	}
 	return host
-}
-
-// limitKey is what the per-address limit counts a request under. Through
-// a trusted proxy it is the client's address. From an untrusted peer that
-// sends X-Forwarded-For, it is the peer and the address the header claims:
-// a header the client wrote can be forged to dodge the limit (the email
-// limit and the card block remain), but a deployment behind a proxy that
-// nobody declared trusted never counts its whole audience as one address.
-func (s *Server) limitKey(r *http.Request, client string) string {
-	host, _, err := net.SplitHostPort(r.RemoteAddr)
-	if err != nil {
-		host = r.RemoteAddr
-	}
-	if s.trusted(host) {
-		return client
-	}
-	if xff := r.Header.Get("X-Forwarded-For"); xff != "" {
-		first, _, _ := strings.Cut(xff, ",")
-		return host + " for " + truncate(strings.TrimSpace(first), 64)
-	}
-	return client
 }
 
 func (s *Server) trusted(addr string) bool {

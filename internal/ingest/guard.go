@@ -1,33 +1,78 @@
 package ingest
 
 import (
-	"sync"
+	"hash/maphash"
+	"net/netip"
 	"time"
 
 	"github.com/floodgate/floodgate"
 )
 
-// Guard limits donation attempts per client address and per email address
-// before anything is queued, against card testing: thousands of small
-// attempts from one address, or one person's cards tried under many
-// names. A refused attempt costs no write and never reaches the provider.
-// Counts are kept per fixed window (a minute per address, an hour per
-// email), for at most Tracked keys: past that, expired windows are swept,
-// and an attempt that still finds no room is let through uncounted rather
-// than refusing donors because an attacker filled the table.
+// Guard limits what card testers do before anything is queued or
+// charged, and leaves an honest audience alone, even thousands of donors
+// behind one address (venue Wi-Fi, a campus, a mobile carrier's NAT).
+//
+// Card testing shows in outcomes, not in attempts: a tester's cards are
+// declined, an audience's mostly go through. So the guard learns every
+// settled gift's outcome by its client address, and an address is suspect
+// while, over the last ten minutes, its card declines reach DeclineLimit
+// and outnumber its successes. Only a suspect address is limited, to
+// SuspectAttempts a minute, both when a gift is asked for and again when a
+// gift queued from it is about to be charged. Every attempt, from any
+// address, also counts against its email address, PerEmail an hour.
+//
+// Addresses are counted by what one subscriber holds: an IPv4 address, or
+// the /64 of an IPv6 one (an IPv4-mapped IPv6 address is the IPv4
+// address). Counting is in constant time whatever the number of keys
+// tracked: see counter.
 type Guard struct {
-	PerAddress int // attempts per minute; 0 means no limit
-	PerEmail   int // attempts per hour; 0 means no limit
-	Tracked    int
+	perEmail, suspectAttempts, declineLimit int
+	clock                                   floodgate.Clock
+	seed                                    maphash.Seed
 
-	mu     sync.Mutex
-	addrs  map[string]*window
-	emails map[string]*window
+	emails    *counter // attempts per email, over an hour
+	declines  *counter // card declines per address, over ten minutes
+	successes *counter // successful gifts per address, over ten minutes
+	attempts  *counter // attempts per suspect address, over a minute
 }
 
-type window struct {
-	start time.Time
-	n     int
+// GuardOptions configure a Guard.
+type GuardOptions struct {
+	// PerEmail is the attempts one email may make per hour; 0: no limit.
+	PerEmail int
+	// SuspectAttempts is the attempts a suspect address may make per
+	// minute (new gifts, new cards, and queued gifts about to be charged
+	// alike); 0 turns the address limit off.
+	SuspectAttempts int
+	// DeclineLimit is the card declines in ten minutes that make an
+	// address suspect, when they also outnumber its successes.
+	DeclineLimit int
+	// Tracked is the keys each table counts exactly per window; past it,
+	// keys are counted in a sketch that can only over-count.
+	Tracked int
+	// Clock is the guard's time (nil: the system clock).
+	Clock floodgate.Clock
+}
+
+// The guard's windows.
+const (
+	emailSpan   = time.Hour
+	outcomeSpan = 10 * time.Minute
+	attemptSpan = time.Minute
+)
+
+// NewGuard returns a Guard.
+func NewGuard(o GuardOptions) *Guard {
+	if o.Clock == nil {
+		o.Clock = floodgate.SystemClock{}
+	}
+	return &Guard{perEmail: o.PerEmail, suspectAttempts: o.SuspectAttempts, declineLimit: max(o.DeclineLimit, 1),
+		clock: o.Clock, seed: maphash.MakeSeed(),
+		emails:    newCounter(emailSpan, o.Tracked),
+		declines:  newCounter(outcomeSpan, o.Tracked),
+		successes: newCounter(outcomeSpan, o.Tracked),
+		attempts:  newCounter(attemptSpan, o.Tracked),
+	}
 }
 
 // Refusal reasons, for metrics.
@@ -36,63 +81,117 @@ const (
 	LimitEmail   = "email"
 )
 
-// Allow counts one attempt from addr for email at now, or refuses it with
-// ERATELIMITED and the wait until the window frees; reason names the
-// limit that refused it.
-func (g *Guard) Allow(addr, email string, now time.Time) (reason string, err error) {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	if g.addrs == nil {
-		g.addrs, g.emails = map[string]*window{}, map[string]*window{}
+// Allow counts one attempt (a new gift, or a new card for a declined one)
+// from the client address addr for the normalized email, or refuses it
+// with ERATELIMITED and the wait until it would be allowed; reason names
+// the limit that refused it.
+func (g *Guard) Allow(addr, email string) (reason string, err error) {
+	now := g.clock.Now()
+	if h, ok := g.addressHash(addr); ok && g.suspectAttempts > 0 && g.suspect(h, now) {
+		if wait := g.attempts.take(h, g.suspectAttempts, now); wait > 0 {
+			return LimitAddress, &floodgate.Error{Code: floodgate.ERATELIMITED, RetryAfter: wait,
+				Message: "Too many donation attempts from this address; try again shortly."}
+		}
 	}
-	if wait := g.count(g.addrs, addr, g.PerAddress, time.Minute, now); wait > 0 {
-		return LimitAddress, &floodgate.Error{Code: floodgate.ERATELIMITED, RetryAfter: wait,
-			Message: "Too many donation attempts from this address; try again shortly."}
-	}
-	if wait := g.count(g.emails, email, g.PerEmail, time.Hour, now); wait > 0 {
-		return LimitEmail, &floodgate.Error{Code: floodgate.ERATELIMITED, RetryAfter: wait,
-			Message: "Too many donation attempts for this email address; try again later."}
+	if g.perEmail > 0 && email != "" {
+		if wait := g.emails.take(maphash.String(g.seed, email), g.perEmail, now); wait > 0 {
+			return LimitEmail, &floodgate.Error{Code: floodgate.ERATELIMITED, RetryAfter: wait,
+				Message: "Too many donation attempts for this email address; try again later."}
+		}
 	}
 	return "", nil
 }
 
-// count adds an attempt to key's window and returns how long to wait when
-// it is over limit (0: allowed).
-func (g *Guard) count(m map[string]*window, key string, limit int, span time.Duration, now time.Time) time.Duration {
-	if limit <= 0 || key == "" {
-		return 0
+// Screen says whether a gift queued from addr may be charged now. A gift
+// from an address that is not suspect always may; one from a suspect
+// address takes one attempt of the same per-minute allowance as Allow, so
+// that gifts queued before the address turned suspect do not all reach
+// the provider.
+func (g *Guard) Screen(addr string) bool {
+	h, ok := g.addressHash(addr)
+	if !ok || g.suspectAttempts <= 0 {
+		return true
 	}
-	w := m[key]
-	if w == nil {
-		if len(g.addrs)+len(g.emails) >= max(g.Tracked, 1) {
-			g.sweep(now)
-			if len(g.addrs)+len(g.emails) >= max(g.Tracked, 1) {
-				return 0
-			}
-		}
-		w = &window{start: now}
-		m[key] = w
+	now := g.clock.Now()
+	if !g.suspect(h, now) {
+		return true
 	}
-	if now.Sub(w.start) >= span {
-		w.start, w.n = now, 0
-	}
-	if w.n >= limit {
-		return w.start.Add(span).Sub(now)
-	}
-	w.n++
-	return 0
+	return g.attempts.take(h, g.suspectAttempts, now) == 0
 }
 
-// sweep forgets windows that have ended.
-func (g *Guard) sweep(now time.Time) {
-	for k, w := range g.addrs {
-		if now.Sub(w.start) >= time.Minute {
-			delete(g.addrs, k)
-		}
+// Learn records a settled gift's outcome for its client address: a card
+// decline or a success. Anything else (a processing error, a cancel)
+// says nothing of the address.
+func (g *Guard) Learn(d *floodgate.Donation) {
+	h, ok := g.addressHash(d.ClientAddr)
+	if !ok {
+		return
 	}
-	for k, w := range g.emails {
-		if now.Sub(w.start) >= time.Hour {
-			delete(g.emails, k)
-		}
+	switch {
+	case d.Status == floodgate.StatusSucceeded:
+		g.successes.add(h, g.clock.Now())
+	case d.Status == floodgate.StatusFailed && CardDecline(d.FailureCode):
+		g.declines.add(h, g.clock.Now())
 	}
+}
+
+// Suspect reports whether addr is suspect now.
+func (g *Guard) Suspect(addr string) bool {
+	h, ok := g.addressHash(addr)
+	return ok && g.suspect(h, g.clock.Now())
+}
+
+// suspect: in the last ten minutes, the address's declines reached the
+// limit and outnumber its successes. Declines and successes are kept in
+// tables of their own: few addresses decline at all, so the declines'
+// table stays small and the first look-up, which settles almost every
+// attempt, is cheap however many donors the successes' table holds.
+func (g *Guard) suspect(h uint64, now time.Time) bool {
+	declines := g.declines.estimate(h, now)
+	return declines >= float64(g.declineLimit) && declines > g.successes.estimate(h, now)
+}
+
+// CardDecline reports whether a gift's (generic) failure code is a card
+// refused by its bank or by authentication: what card testing produces.
+// A processing error is the provider's or floodgate's, not the card's.
+func CardDecline(code string) bool {
+	switch code {
+	case "card_declined", "insufficient_funds", "expired_card", "incorrect_cvc", "incorrect_number", "authentication_failed":
+		return true
+	}
+	return false
+}
+
+// AddressPrefix is what the address limits count a client address under:
+// an IPv4 address alone (IPv4-mapped IPv6 included), or the /64 an IPv6
+// address belongs to, which is what one subscriber is given. ok is false
+// for a string that is not an IP address.
+func AddressPrefix(addr string) (p netip.Prefix, ok bool) {
+	ip, err := netip.ParseAddr(addr)
+	if err != nil {
+		return netip.Prefix{}, false
+	}
+	ip = ip.Unmap().WithZone("")
+	if ip.Is4() {
+		return netip.PrefixFrom(ip, 32), true
+	}
+	p, _ = ip.Prefix(64)
+	return p, true
+}
+
+// addressHash is the key addr is counted under; ok is false for no
+// address at all. A string that is not an IP address (a test's, or a
+// Unix socket's peer) is counted as itself.
+func (g *Guard) addressHash(addr string) (uint64, bool) {
+	if addr == "" {
+		return 0, false
+	}
+	p, ok := AddressPrefix(addr)
+	if !ok {
+		return maphash.String(g.seed, addr), true
+	}
+	// The masked /64 ends in eight zero bytes and a mapped IPv4 address
+	// has 0xffff before its four: the two never share bytes.
+	b := p.Addr().As16()
+	return maphash.Bytes(g.seed, b[:]), true
 }

@@ -17,8 +17,8 @@ type Options struct {
 	// applies here within this time; changes made here apply at once.
 	CampaignTTL time.Duration
 	Clock       floodgate.Clock
-	// Guard, when set, limits attempts per address and email before
-	// anything is queued; Refused is told each refusal's reason.
+	// Guard, when set, limits attempts per suspect address and per email
+	// before anything is queued; Refused is told each refusal's reason.
 	Guard   *Guard
 	Refused func(reason string)
 }
@@ -124,8 +124,8 @@ func (s *Service) Remember(c *floodgate.Campaign) {
 
 // Donate validates body for campaignID and returns once the donation is
 // durable (or was already, for a replayed key). clientAddr is kept with
-// the donation; limitKey is what the per-address limit counts it under.
-func (s *Service) Donate(ctx context.Context, campaignID, key string, body []byte, clientAddr, limitKey string) (*Accepted, error) {
+// the donation, and the address limit counts it.
+func (s *Service) Donate(ctx context.Context, campaignID, key string, body []byte, clientAddr string) (*Accepted, error) {
 	if msg := floodgate.CheckIdempotencyKey(key); msg != "" {
 		return nil, floodgate.Invalid("Idempotency-Key", "%s", msg)
 	}
@@ -147,7 +147,7 @@ func (s *Service) Donate(ctx context.Context, campaignID, key string, body []byt
 		return s.replay(ctx, c.ID, key, d, err)
 	}
 	if s.guard != nil {
-		if reason, err := s.guard.Allow(limitKey, floodgate.NormalizeEmail(d.Email), s.clock.Now()); err != nil {
+		if reason, err := s.guard.Allow(clientAddr, floodgate.NormalizeEmail(d.Email)); err != nil {
 			// A retry of a gift already kept is answered, never limited:
 			// the limits are for new attempts. Looked up only when a
 			// limit refuses, so the accept path stays one commit.
@@ -169,4 +169,18 @@ func (s *Service) Donate(ctx context.Context, campaignID, key string, body []byt
 		return nil, res.Err
 	}
 	return &Accepted{Donation: res.Donation, Replayed: res.Replayed, DonorToken: s.tokens.For(res.Donation.ID)}, nil
+}
+
+// AllowAttempt applies the donation limits to an attempt that is not a
+// new gift: a new card for a declined one, from clientAddr, for the
+// gift's email. It refuses with ERATELIMITED exactly as Donate does.
+func (s *Service) AllowAttempt(clientAddr, email string) error {
+	if s.guard == nil {
+		return nil
+	}
+	reason, err := s.guard.Allow(clientAddr, floodgate.NormalizeEmail(email))
+	if err != nil && s.refused != nil {
+		s.refused(reason)
+	}
+	return err
 }

@@ -86,7 +86,7 @@ func New() *Metrics {
 		SSEDropped:     f.counter("floodgate_sse_dropped_total", "Live-totals streams closed because the client was too slow."),
 
 		Blocked: f.counterVec("floodgate_abuse_blocked_total",
-			"Donation attempts refused by the card-testing defence, by reason (address, email: 429 before queueing; fingerprint: a blocked card, never charged).", "reason"),
+			"Donation attempts refused by the card-testing defence, by reason (address: a suspect address past its allowance, 429 before queueing or a queued gift failed unsent; email: 429 before queueing; fingerprint: a blocked card, never charged).", "reason"),
 
 		WebhookEvents: f.counterVec("floodgate_webhook_events_total", "Verified provider events, by type and whether they changed a donation.",
 			"type", "outcome"),

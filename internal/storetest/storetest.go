@@ -388,11 +388,19 @@ func testLeases(t *testing.T, open Opener) {
 	f := newFixture(t, open)
 	f.campaign("c")
 	ds := f.acceptNew("c", 100, 200)
+	// A claim time with nanoseconds, which PostgreSQL keeps to the
+	// microsecond.
+	f.clock.Advance(1_234_567_891 * time.Nanosecond)
 	claimed := f.claim("dead", 1)
 	if len(claimed) != 1 || claimed[0].ID != ds[0].ID {
 		t.Fatalf("claim = %v", ids(claimed))
 	}
 	keySince := *claimed[0].KeySince
+	// A claim from the line stamps the key's first use and the lease from
+	// the same instant: the dispatcher reads "never sent" from it.
+	if d := claimed[0]; d.LeaseUntil == nil || d.LeaseUntil.Sub(keySince) != time.Minute {
+		t.Fatalf("fresh claim: key since %v, lease until %v; want a lease of exactly a minute from the key's first use", keySince, d.LeaseUntil)
+	}
 
 	// While the lease holds, nobody else gets it.
 	f.clock.Advance(30 * time.Second)
@@ -411,6 +419,9 @@ func testLeases(t *testing.T, open Opener) {
 	}
 	if d := got[0]; d.ClaimedBy != "alive" || d.Attempt != 0 || !d.KeySince.Equal(keySince) || d.Status != floodgate.StatusProcessing {
 		t.Fatalf("resumed orphan = %+v", d)
+	}
+	if d := got[0]; d.LeaseUntil.Sub(*d.KeySince) == time.Minute {
+		t.Fatalf("resumed orphan: key since %v, lease until %v: it reads as never sent", d.KeySince, d.LeaseUntil)
 	}
 
 	// Releasing every lease (a single-node restart) makes all resumable at once.
