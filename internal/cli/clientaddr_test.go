@@ -171,3 +171,41 @@ func TestProxyProtocol(t *testing.T) {
 		})
 	}
 }
+
+// TestProxyProtocolConnectionsTracked: behind the PROXY protocol, the
+// connection limiter still sees which connections are idle, so that idle
+// keep-alives can give way when slots run short.
+func TestProxyProtocolConnectionsTracked(t *testing.T) {
+	m := startMain(t, func(c *config.Config) {
+		c.TrustedProxies = "127.0.0.1/32"
+		c.ProxyProtocol = true
+	})
+	conn, err := net.Dial("tcp", loopback(m.Addr))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	_ = conn.SetDeadline(time.Now().Add(30 * time.Second))
+	h := proxyproto.HeaderProxyFromAddrs(1, &net.TCPAddr{IP: net.ParseIP("198.51.100.9"), Port: 5555},
+		&net.TCPAddr{IP: net.ParseIP("127.0.0.1"), Port: 8080})
+	if _, err := h.WriteTo(conn); err != nil {
+		t.Fatal(err)
+	}
+	req, _ := http.NewRequest("GET", m.URL()+"/healthz", nil)
+	if err := req.Write(conn); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.ReadResponse(bufio.NewReader(conn), req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	// The connection stays open, between requests: idle.
+	deadline := time.Now().Add(10 * time.Second)
+	for metric(t, m, "floodgate_http_connections_idle") < 1 {
+		if time.Now().After(deadline) {
+			t.Fatal("an idle keep-alive behind the PROXY protocol is not seen as idle")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
