@@ -240,6 +240,127 @@ func TestLoadProblemsCounted(t *testing.T) {
 	if len(broken) != 1 || !strings.Contains(broken[0], "max-error-rate") {
 		t.Errorf("error-rate threshold: %q", broken)
 	}
+	// A tenth of the answers rate_limited among many other errors is not
+	// a run the card-testing limits took over.
+	if q.RateLimited != n(0) || len(rep.Warnings) != 0 {
+		t.Errorf("rate_limited 429s %d (server answered %d), warnings %q", q.RateLimited, n(0), rep.Warnings)
+	}
+}
+
+// TestLoadLimitsWarning: a server whose card-testing limits refuse most
+// requests (429 rate_limited, as floodgate's per-address limit answers one
+// load generator) makes a report that says so and names the server flags
+// that turn them off, in text and in JSON; a 429 of another type, or a few
+// among other errors, does not.
+func TestLoadLimitsWarning(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		// answer answers the arrival with this seq; true when it refused
+		// it rate_limited.
+		answer func(w http.ResponseWriter, r *http.Request) bool
+		warn   bool
+	}{
+		{"most refused rate_limited", func(w http.ResponseWriter, r *http.Request) bool {
+			if seqOf(r)%10 < 2 {
+				accept(w, r)
+				return false
+			}
+			w.Header().Set("Retry-After", "30")
+			problem(w, 429, "rate_limited")
+			return true
+		}, true},
+		{"429 of another type", func(w http.ResponseWriter, r *http.Request) bool {
+			problem(w, 429, "slow_down")
+			return false
+		}, false},
+		{"all accepted", func(w http.ResponseWriter, r *http.Request) bool {
+			accept(w, r)
+			return false
+		}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var limited sync.Map // seq -> true: a resent request is one arrival
+			srv := fakeServer(t, func(w http.ResponseWriter, r *http.Request) {
+				if tc.answer(w, r) {
+					limited.Store(seqOf(r), true)
+				}
+			})
+			rep := run(t, Options{URL: srv.URL, Shape: Constant{PerSecond: 100, Duration: time.Second}})
+			accounted(t, rep)
+			var want uint64
+			limited.Range(func(any, any) bool { want++; return true })
+			if rep.Requests.RateLimited != want {
+				t.Errorf("rate_limited 429s: %d, the server answered %d", rep.Requests.RateLimited, want)
+			}
+			if !tc.warn {
+				if len(rep.Warnings) != 0 {
+					t.Errorf("warnings: %q", rep.Warnings)
+				}
+				return
+			}
+			if len(rep.Warnings) != 1 {
+				t.Fatalf("warnings: %q, want one", rep.Warnings)
+			}
+			w := rep.Warnings[0]
+			for _, part := range []string{fmt.Sprintf("%d of %d requests", want, rep.Requests.Sent), "one donor",
+				"--address-limit 0 --email-limit 0 --address-decline-limit 0", "--trusted-proxies"} {
+				if !strings.Contains(w, part) {
+					t.Errorf("warning lacks %q: %s", part, w)
+				}
+			}
+			var text bytes.Buffer
+			if err := rep.WriteText(&text); err != nil {
+				t.Fatal(err)
+			}
+			if !strings.Contains(text.String(), "warning   "+w) {
+				t.Errorf("text report lacks the warning:\n%s", text.String())
+			}
+			js, err := json.Marshal(rep)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var back struct {
+				Warnings []string `json:"warnings"`
+				Requests struct {
+					RateLimited uint64 `json:"rate_limited_429"`
+				} `json:"requests"`
+			}
+			if err := json.Unmarshal(js, &back); err != nil || len(back.Warnings) != 1 || back.Warnings[0] != w ||
+				back.Requests.RateLimited != want {
+				t.Errorf("JSON report: warnings %q, rate_limited_429 %d (%v)", back.Warnings, back.Requests.RateLimited, err)
+			}
+			// The warning is advice: thresholds alone decide the verdict.
+			if got := rep.Check(Thresholds{}); len(got) != 0 {
+				t.Errorf("no threshold set, yet broken: %q", got)
+			}
+			if got := rep.Check(Thresholds{MaxErrorRate: ptr(0.5)}); len(got) != 1 {
+				t.Errorf("--max-error-rate 0.5 with %.2f errors: %q", rep.Requests.ErrorRate, got)
+			}
+		})
+	}
+}
+
+// TestLoadLimitsCountedGenerator is the rule of the warning, on counts.
+func TestLoadLimitsCountedGenerator(t *testing.T) {
+	for _, tc := range []struct {
+		sent, non2xx, limited uint64
+		want                  bool
+	}{
+		{1000, 0, 0, false},
+		{1000, 951, 951, true},  // the measured case: 95% refused
+		{1000, 501, 501, true},  // more than half of those sent
+		{1000, 500, 500, true},  // half of those sent, all of the non-2xx
+		{1000, 900, 500, false}, // half of those sent, a little over half of the non-2xx
+		{1000, 30, 20, true},    // two thirds of the non-2xx, 2% of those sent
+		{1000, 30, 19, false},   // under two thirds of the non-2xx
+		{1000, 9, 9, false},     // all the non-2xx, under 1% of those sent
+		{1000, 10, 10, true},    // all the non-2xx, 1% of those sent
+	} {
+		q := Requests{Sent: tc.sent, Non2xx: tc.non2xx, RateLimited: tc.limited}
+		if got := q.LimitsCountedGenerator(); got != tc.want {
+			t.Errorf("%d rate_limited of %d non-2xx of %d sent: %v, want %v", tc.limited, tc.non2xx, tc.sent, got, tc.want)
+		}
+	}
 }
 
 func ptr[T any](v T) *T { return &v }
