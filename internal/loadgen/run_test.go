@@ -112,17 +112,26 @@ func accounted(tb testing.TB, r *Report) {
 // vegeta's Result.Latency (the report's service time) starts only when
 // one is free, so it sees two slow requests. The report's latency starts
 // when each request was due and shows the stall in every one of them.
+//
+// The verdicts are lower bounds, which a slow machine only raises, or
+// comparisons with what the server itself held: a busy machine may slow
+// any request on its own, under both measures alike.
 func TestLoadStallIsVisible(t *testing.T) {
 	const stallAt = 100 // the 101st request, half a second in
 	var mu sync.Mutex
 	var stalled atomic.Bool
+	var held atomic.Int64 // requests the server itself kept longer than slowThreshold
 	srv := fakeServer(t, func(w http.ResponseWriter, r *http.Request) {
+		in := time.Now()
 		mu.Lock()
 		if seqOf(r) == stallAt && stalled.CompareAndSwap(false, true) {
 			time.Sleep(time.Second)
 		}
 		mu.Unlock()
 		accept(w, r)
+		if time.Since(in) > slowThreshold {
+			held.Add(1)
+		}
 	})
 	rep := run(t, Options{URL: srv.URL, Shape: Constant{PerSecond: 200, Duration: 2 * time.Second}, MaxWorkers: 2})
 	accounted(t, rep)
@@ -130,23 +139,30 @@ func TestLoadStallIsVisible(t *testing.T) {
 		t.Fatal("the stall never happened")
 	}
 	q := rep.Requests
-	t.Logf("from intended: %+v; from sent (vegeta): %+v; slow: %d vs %d", q.Latency, q.ServiceTime, q.SlowFromIntended, q.SlowFromSent)
+	t.Logf("from intended: %+v; from sent (vegeta): %+v; slow: %d vs %d; held by the server: %d",
+		q.Latency, q.ServiceTime, q.SlowFromIntended, q.SlowFromSent, held.Load())
 	if q.Latency.Max < 900*time.Millisecond || q.Latency.P99 < 900*time.Millisecond {
 		t.Errorf("latency from the intended time hides the stall: max %s, p99 %s", q.Latency.Max, q.Latency.P99)
 	}
+	// Vegeta's own measure sees the requests the server held: they were
+	// slow from the moment they were sent.
+	if q.SlowFromSent < uint64(held.Load()) {
+		t.Errorf("%d requests slow from the moment sent; the server itself held %d that long", q.SlowFromSent, held.Load())
+	}
 	// Half the stall's requests were due in its first half: each waited
-	// more than half a second.
-	if q.SlowFromIntended < 50 {
-		t.Errorf("only %d requests seen slower than 500ms from their intended time; the stall delayed about 200", q.SlowFromIntended)
+	// more than half a second for a worker, and was then served at once.
+	// The report sees them; vegeta's measure, which starts when a worker
+	// takes the request, does not. (A request slow from the moment sent is
+	// slow from its intended time too, so the difference counts exactly
+	// the requests whose slowness was waiting for a worker.)
+	if q.SlowFromIntended < q.SlowFromSent+50 {
+		t.Errorf("%d requests slower than %s from their intended time, %d from the moment sent: the stall delayed about 200 that vegeta's measure does not see",
+			q.SlowFromIntended, slowThreshold, q.SlowFromSent)
 	}
-	// Vegeta's own measure sees at most the requests that were inside the
-	// server when it stalled: one per worker (and a busy machine may stall
-	// one or two more on its own).
-	if q.SlowFromSent > uint64(rep.MaxWorkers)+2 {
-		t.Errorf("%d requests slow from the moment sent; only %d could be in the server during the stall", q.SlowFromSent, rep.MaxWorkers)
-	}
-	if q.ServiceTime.P99 >= q.Latency.P99 {
-		t.Errorf("vegeta's p99 %s is not below the p99 from the intended time %s", q.ServiceTime.P99, q.Latency.P99)
+	// Per request, the latency from the intended time is never below the
+	// time from the moment sent, so neither is any quantile.
+	if q.ServiceTime.P99 > q.Latency.P99 || q.ServiceTime.Max > q.Latency.Max {
+		t.Errorf("vegeta's p99 %s, max %s above the report's %s, %s", q.ServiceTime.P99, q.ServiceTime.Max, q.Latency.P99, q.Latency.Max)
 	}
 	if rep.ServerUnavailable == "" || rep.Server != nil {
 		t.Errorf("a server without /metrics: server %+v, unavailable %q", rep.Server, rep.ServerUnavailable)
@@ -538,7 +554,7 @@ func TestLoadStream(t *testing.T) {
 	}
 	// Every change was 50 ms old when sent; the first, an hour old, is
 	// not timed.
-	if s.Delivery.Min < 50*time.Millisecond || s.Delivery.Max > time.Minute {
+	if s.Delivery.Min < 50*time.Millisecond || s.Delivery.Max >= time.Hour {
 		t.Errorf("delivery: %+v", s.Delivery)
 	}
 	if got := rep.Check(Thresholds{MaxDropped: ptr(uint64(0))}); len(got) != 1 {
