@@ -102,22 +102,26 @@ func TestFaultMatrix(t *testing.T) {
 	})
 
 	// A lost answer, then an outage longer than the provider keeps keys:
-	// the sandbox forgets a key 2 s after its first use, floodgate trusts
-	// it for 1 s (the second between is the margin a stalled machine has
-	// between checking a key's age and the request reaching the provider). Every write loses its answer, then the API resets every
-	// connection for 4 s, so the same-key retries of the last lost answers
-	// cannot get through (refused by the outage, or held back by
-	// floodgate's circuit breaker) until the provider has forgotten those
-	// keys; resending one then would charge a second time. Floodgate is
-	// killed during the outage and restarted after it: the new process
-	// finds keys too old to resend and must look the payments up. Proof:
-	// the ledger counts lost answers whose key was never replayed (lost
-	// minus replays) and requests refused by the outage, and the restarted
-	// floodgate counts the lookups that found a payment.
+	// the sandbox forgets a key 7 s after its first use, floodgate trusts
+	// it for 3 s (the 4 s between are the margin a stalled machine has
+	// between checking a key's age and the request reaching the provider,
+	// wide enough that a busy machine never spends it; and 3 s is long
+	// enough for a busy machine to send a new key before floodgate must
+	// give it up unsent). Every write loses its answer, then the API
+	// resets every connection for 9 s, so the same-key retries of the
+	// last lost answers cannot get through (refused by the outage, or
+	// held back by floodgate's circuit breaker) until the provider has
+	// forgotten those keys; resending one then would charge a second
+	// time. Floodgate is killed during the outage
+	// and restarted after it: the new process finds keys too old to resend
+	// and must look the payments up. Proof: the ledger counts lost answers
+	// whose key was never replayed (lost minus replays) and requests
+	// refused by the outage, and the restarted floodgate counts the
+	// lookups that found a payment.
 	t.Run("lost_answer_then_outage_past_key_retention", func(t *testing.T) {
-		r := newFaultRig(t, bin, "--rate-limit", "150", "--idempotency-retention", "2s",
+		r := newFaultRig(t, bin, "--rate-limit", "150", "--idempotency-retention", "7s",
 			"--latency", "50ms", "--latency-jitter", "50ms", "--seed", "14")
-		r.serveArgs["--key-retention"] = "1s"
+		r.serveArgs["--key-retention"] = "3s"
 		r.serveArgs["--dispatch-queue"] = "16" // claimed gifts must not age past the retention in memory
 		r.serveArgs["--dispatch-claim"] = "16"
 		r.startServer()
@@ -132,9 +136,9 @@ func TestFaultMatrix(t *testing.T) {
 		r.waitCounts("floodgate meeting the outage", func(c sandboxCounts) bool { return c.Outage >= 1 })
 		r.kill()
 		// The last write began before the outage (plus at most 100 ms of
-		// latency); its key is forgotten 2 s after that. Holding the
-		// outage for 4 s makes sure every lost answer's key is gone.
-		time.Sleep(time.Until(outageFrom.Add(4 * time.Second)))
+		// latency); its key is forgotten 7 s after that. Holding the
+		// outage for 9 s makes sure every lost answer's key is gone.
+		time.Sleep(time.Until(outageFrom.Add(9 * time.Second)))
 		r.configure(`{"outage": "", "lose_rate": 0}`)
 		r.startServer()
 

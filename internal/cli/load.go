@@ -27,7 +27,9 @@ const (
 // runLoadCmd is `floodgate load`: open-model load against a running
 // floodgate, with a report that measures latency from each request's
 // intended send time and accounts for every request. Broken thresholds
-// exit 1, one line each; a bad command line exits 2.
+// exit 1, one line each; a bad command line exits 2. Warnings (a run that
+// measured the server's card-testing limits rather than the server) are
+// in the report and on stderr, and leave the exit code to the thresholds.
 func runLoadCmd(ctx context.Context, args []string, env Env) error {
 	fs := flag.NewFlagSet("load", flag.ContinueOnError)
 	fs.SetOutput(env.Stderr)
@@ -38,7 +40,10 @@ Sends open-model load to a floodgate server (arrivals do not wait for
 answers) and reports latency measured from each request's intended send
 time, every non-2xx by status and problem type, network errors, requests
 that could not be sent in time, and the server's CPU and memory from its
-/metrics. Thresholds make the exit code 1.
+/metrics. Thresholds make the exit code 1. A run that the server's
+card-testing limits mostly refused (429 rate_limited: they see the
+generator as one donor) is flagged with a warning, in the report and on
+stderr, that says how to turn them off on the server under test.
 
 Flags:
 `)
@@ -176,6 +181,12 @@ Flags:
 	}
 	if err != nil {
 		return err
+	}
+	// A warning goes to stderr too: a run whose report is read by a
+	// script, or whose thresholds were not set, still tells the person
+	// at the terminal. It never changes the exit code.
+	for _, w := range rep.Warnings {
+		fmt.Fprintln(env.Stderr, "floodgate: warning:", w)
 	}
 	broken := rep.Check(th)
 	if len(broken) == 0 {

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/floodgate/floodgate/internal/config"
 	"github.com/floodgate/floodgate/internal/loadgen"
 )
 
@@ -197,5 +198,90 @@ func TestLoadUsage(t *testing.T) {
 		if code != ExitConfig || !strings.Contains(line, tc.want) || strings.Contains(line, "\n") {
 			t.Errorf("%q: exit %d, %q; want exit %d and one line containing %q", tc.args, code, line, ExitConfig, tc.want)
 		}
+	}
+}
+
+// TestLoadLimitsWarning runs `floodgate load` against a node with its
+// card-testing limit per address on (a small one, so that the test is
+// short; the default, 120 a minute, does the same to any run above 2/s).
+// Every request comes from one address, so the limit refuses most of them
+// 429 rate_limited: the report, text and JSON, and stderr say so and name
+// the server flags that turn the limits off. The exit code stays the
+// thresholds' to decide: 0 without any, 1 when --max-error-rate breaks.
+func TestLoadLimitsWarning(t *testing.T) {
+	const limit = 10
+	m := startMain(t, func(c *config.Config) { c.AddressLimit = limit })
+	const flags = "--address-limit 0 --email-limit 0 --address-decline-limit 0"
+	checkWarning := func(t *testing.T, rep *loadgen.Report, stderr string) {
+		t.Helper()
+		checkAccounted(t, rep)
+		q := rep.Requests
+		// Each run is a new minute's window at most: no more than the
+		// limit accepted, the rest refused by it.
+		if q.Accepted > limit || q.RateLimited != q.Sent-q.Accepted || q.ByType["rate_limited"] != q.RateLimited {
+			t.Errorf("accepted %d (limit %d), rate_limited %d of %d sent: %v", q.Accepted, limit, q.RateLimited, q.Sent, q.ByType)
+		}
+		if len(rep.Warnings) != 1 || !strings.Contains(rep.Warnings[0], flags) ||
+			!strings.Contains(rep.Warnings[0], "--trusted-proxies") || !strings.Contains(rep.Warnings[0], "one donor") {
+			t.Fatalf("JSON report warnings: %q", rep.Warnings)
+		}
+		if !strings.Contains(stderr, "floodgate: warning: "+rep.Warnings[0]) {
+			t.Errorf("stderr lacks the warning:\n%s", stderr)
+		}
+	}
+
+	t.Run("no threshold: exit 0, warned", func(t *testing.T) {
+		rep, code, stderr := load(t, m, "--rate", "50", "--duration", "1s", "--quiet")
+		if code != ExitOK || rep == nil {
+			t.Fatalf("exit %d: %s", code, stderr)
+		}
+		checkWarning(t, rep, stderr)
+	})
+	t.Run("a threshold that holds: exit 0, warned", func(t *testing.T) {
+		rep, code, stderr := load(t, m, "--rate", "50", "--duration", "1s", "--quiet", "--max-error-rate", "1")
+		if code != ExitOK || rep == nil {
+			t.Fatalf("exit %d: %s", code, stderr)
+		}
+		checkWarning(t, rep, stderr)
+	})
+	t.Run("--max-error-rate broken: exit 1, warned", func(t *testing.T) {
+		rep, code, stderr := load(t, m, "--rate", "50", "--duration", "1s", "--quiet", "--max-error-rate", "0.5")
+		if code != ExitError || rep == nil {
+			t.Fatalf("exit %d, want %d: %s", code, ExitError, stderr)
+		}
+		checkWarning(t, rep, stderr)
+		if !strings.Contains(stderr, "--max-error-rate 0.5") {
+			t.Errorf("stderr does not name the broken threshold:\n%s", stderr)
+		}
+	})
+	t.Run("text report", func(t *testing.T) {
+		var stdout, stderr bytes.Buffer
+		err := runLoadCmd(context.Background(), []string{"--url", m.URL(), "--rate", "50", "--duration", "1s", "--quiet"},
+			Env{Stdout: &stdout, Stderr: &stderr})
+		if code := exitCode(err, &stderr); code != ExitOK {
+			t.Fatalf("exit %d: %s", code, stderr.String())
+		}
+		var warned string
+		for line := range strings.Lines(stdout.String()) {
+			if strings.HasPrefix(line, "warning ") {
+				warned = line
+			}
+		}
+		if !strings.Contains(warned, "429 rate_limited") || !strings.Contains(warned, flags) {
+			t.Errorf("text report has no warning line:\n%s", stdout.String())
+		}
+	})
+}
+
+// TestLoadNoLimitsWarning: with the limits off, as the other load tests
+// run, the same load draws no warning.
+func TestLoadNoLimitsWarning(t *testing.T) {
+	m := startMain(t, nil)
+	rep, code, stderr := load(t, m, "--rate", "50", "--duration", "1s", "--quiet")
+	if code != ExitOK || rep == nil {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	if rep.Requests.RateLimited != 0 || len(rep.Warnings) != 0 || strings.Contains(stderr, "warning") {
+		t.Errorf("rate_limited %d, warnings %q, stderr %q", rep.Requests.RateLimited, rep.Warnings, stderr)
 	}
 }

@@ -190,10 +190,11 @@ func TestStoredServerErrorsAreLookedUp(t *testing.T) {
 // retention the dispatcher must never resend a key (the provider would
 // charge again) but look the payment up.
 func TestForgottenKeyIsLookedUp(t *testing.T) {
-	// The provider keeps keys for 3 s, the dispatcher trusts them for
+	// The provider keeps keys for 6 s, the dispatcher trusts them for
 	// 0.8 s: the gap is the margin a stalled machine has between checking
-	// a key's age and the request reaching the provider.
-	r := newRig(t, sandbox.Options{LoseRate: 1, IdempotencyRetention: 3 * time.Second}, func(o *Options) {
+	// a key's age and the request reaching the provider, wide enough that
+	// a busy machine never spends it.
+	r := newRig(t, sandbox.Options{LoseRate: 1, IdempotencyRetention: 6 * time.Second}, func(o *Options) {
 		o.Policy.KeyRetention = 800 * time.Millisecond
 		o.Policy.Base, o.Policy.Cap = 50*time.Millisecond, 200*time.Millisecond
 	})
@@ -210,7 +211,7 @@ func TestForgottenKeyIsLookedUp(t *testing.T) {
 	if err := r.sb.SetConfig(cfg); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(3500 * time.Millisecond) // longer than the provider keeps keys
+	time.Sleep(6500 * time.Millisecond) // longer than the provider keeps keys
 	cfg.Outage = sandbox.OutageNone
 	if err := r.sb.SetConfig(cfg); err != nil {
 		t.Fatal(err)

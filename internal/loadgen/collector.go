@@ -37,6 +37,9 @@ type collector struct {
 	replayed uint64
 	non2xx   uint64
 	netErr   uint64
+	// limited counts 429s of problem type rate_limited: the server's
+	// card-testing limits, as opposed to any other 429.
+	limited  uint64
 	byStatus map[int]uint64
 	byType   map[string]uint64
 	netKinds map[string]uint64
@@ -90,6 +93,9 @@ func (c *collector) record(o outcome) {
 	if ptype != "" {
 		c.byType[ptype]++
 	}
+	if o.code == 429 && ptype == rateLimitedType {
+		c.limited++
+	}
 }
 
 // snapshot is what the progress line shows.
@@ -111,7 +117,7 @@ func (c *collector) requests() Requests {
 	r := Requests{Sent: c.sent, OK: c.ok, Accepted: c.accepted, Replayed: c.replayed, Non2xx: c.non2xx,
 		NetworkErrors: c.netErr, ByStatus: map[string]uint64{}, ByType: map[string]uint64{},
 		NetworkErrorKinds: map[string]uint64{}, Latency: c.latency.Dist(), ServiceTime: c.service.Dist(),
-		Status429: c.byStatus[429], Status503: c.byStatus[503]}
+		Status429: c.byStatus[429], Status503: c.byStatus[503], RateLimited: c.limited}
 	for code, n := range c.byStatus {
 		r.ByStatus[strconv.Itoa(code)] = n
 	}

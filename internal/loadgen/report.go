@@ -45,6 +45,11 @@ type Report struct {
 	// not be read, ServerUnavailable says why and Server is nil.
 	Server            *Server `json:"server,omitempty"`
 	ServerUnavailable string  `json:"server_unavailable,omitempty"`
+
+	// Warnings say, one sentence each, when the figures measure something
+	// other than the server's capacity and how to run it so that they do
+	// not. They never change the exit code: thresholds decide that.
+	Warnings []string `json:"warnings,omitempty"`
 }
 
 // Requests accounts for every HTTP request sent (Sent = OK + Non2xx +
@@ -58,6 +63,9 @@ type Requests struct {
 	NetworkErrors uint64 `json:"network_errors"`
 	Status429     uint64 `json:"status_429"`
 	Status503     uint64 `json:"status_503"`
+	// RateLimited counts the 429s of problem type rate_limited: refusals
+	// by the server's card-testing limits per client address and email.
+	RateLimited uint64 `json:"rate_limited_429"`
 	// ErrorRate is (Non2xx + NetworkErrors) / Sent.
 	ErrorRate float64 `json:"error_rate"`
 	// ByStatus counts answers outside 2xx by status; ByType counts 4xx
@@ -145,6 +153,44 @@ type Server struct {
 	RSSAfter             uint64  `json:"rss_after_bytes"`
 	PeakRSS              uint64  `json:"peak_rss_bytes"`
 	Samples              int     `json:"samples"`
+}
+
+// rateLimitedType is the problem type of the server's card-testing
+// limits (floodgate.ERATELIMITED).
+const rateLimitedType = "rate_limited"
+
+// LimitsCountedGenerator says whether the server's card-testing limits
+// refused so much of the run that it measured them rather than the
+// server: more than half of the requests sent, or at least two thirds of
+// the answers outside 2xx when those are at least 1% of the requests. A
+// load generator sends from one address, and the limit per address sees
+// it as one very busy donor; a few refusals among many other errors are
+// left to the error counts.
+func (q Requests) LimitsCountedGenerator() bool {
+	n := q.RateLimited
+	return n > 0 && (2*n > q.Sent || (3*n >= 2*q.Non2xx && 100*n >= q.Sent))
+}
+
+// limitsWarning is the warning for LimitsCountedGenerator. It names every
+// per-address and per-email limit of the card-testing defence, so that
+// the advice holds whichever of them refused the load. A trusted proxy
+// helps only when it names many clients: behind it, the limits count the
+// client in X-Forwarded-For, and one generator is still one client.
+func limitsWarning(q Requests) string {
+	return fmt.Sprintf("%d of %d requests were refused 429 rate_limited: the server's card-testing limits "+
+		"(per client address, per email) are counting this load generator as one donor, so the run measured "+
+		"those limits, not the server. Turn the card-testing limits off on the server under test: "+
+		"--address-limit 0 --email-limit 0 --address-decline-limit 0; or send the load from many client "+
+		"addresses through a proxy listed in the server's --trusted-proxies, which names each client in "+
+		"X-Forwarded-For.", q.RateLimited, q.Sent)
+}
+
+// warn fills Warnings from the figures.
+func (r *Report) warn() {
+	r.Warnings = nil
+	if r.Requests.LimitsCountedGenerator() {
+		r.Warnings = append(r.Warnings, limitsWarning(r.Requests))
+	}
 }
 
 // Thresholds turn a report into a verdict. A zero MaxP99 and nil pointers
@@ -274,6 +320,9 @@ func (r *Report) WriteText(w io.Writer) error {
 		p.row("", "RSS %s before, %s after, peak %s (%d samples)", mib(sv.RSSBefore), mib(sv.RSSAfter), mib(sv.PeakRSS), sv.Samples)
 	} else if r.ServerUnavailable != "" {
 		p.row("server", "cost not measured: %s", r.ServerUnavailable)
+	}
+	for _, w := range r.Warnings {
+		p.row("warning", "%s", w)
 	}
 	return p.err
 }

@@ -189,6 +189,7 @@ func Run(ctx context.Context, o Options, progress io.Writer) (*Report, error) {
 		r.AchievedRate = float64(arr.sent) / w
 	}
 	r.Requests = col.requests()
+	r.warn()
 
 	if sampler != nil {
 		// Read the cost even after an interrupt: it is part of the truth.
