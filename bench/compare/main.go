@@ -30,8 +30,14 @@ import (
 
 type system struct {
 	name string
-	args func(bin, addr, dir string) []string
+	// args is the command line serving on addr; a system that serves its
+	// metrics apart from its public port serves them on metricsAddr.
+	args func(bin, addr, metricsAddr, dir string) []string
 	bin  string
+	// metricsApart is set for a system whose /metrics is on metricsAddr
+	// (floodgate) rather than beside its API (the ceiling and the naive
+	// design).
+	metricsApart bool
 }
 
 type result struct {
@@ -66,20 +72,20 @@ func main() {
 		return bin
 	}
 	systems := []system{
-		{name: "ceiling", bin: build("./bench/noop"), args: func(bin, addr, dir string) []string { return []string{bin, "--addr", addr} }},
-		{name: "naive-sqlite", bin: build("./bench/naive"), args: func(bin, addr, dir string) []string {
+		{name: "ceiling", bin: build("./bench/noop"), args: func(bin, addr, _, dir string) []string { return []string{bin, "--addr", addr} }},
+		{name: "naive-sqlite", bin: build("./bench/naive"), args: func(bin, addr, _, dir string) []string {
 			return []string{bin, "--addr", addr, "--store", filepath.Join(dir, "naive.db")}
 		}},
 	}
 	if *pg != "" {
-		systems = append(systems, system{name: "naive-postgres", bin: build("./bench/naive"), args: func(bin, addr, dir string) []string {
+		systems = append(systems, system{name: "naive-postgres", bin: build("./bench/naive"), args: func(bin, addr, _, dir string) []string {
 			return []string{bin, "--addr", addr, "--store", *pg}
 		}})
 	}
-	systems = append(systems, system{name: "floodgate", bin: build("./cmd/floodgate"), args: func(bin, addr, dir string) []string {
+	systems = append(systems, system{name: "floodgate", bin: build("./cmd/floodgate"), metricsApart: true, args: func(bin, addr, metricsAddr, dir string) []string {
 		// The limits are off so that the figures are the accept path alone
 		// (the load may reuse emails, which the per-email limit counts).
-		return []string{bin, "serve", "--demo", "--addr", addr, "--data-dir", dir, "--log-level", "error",
+		return []string{bin, "serve", "--demo", "--addr", addr, "--metrics-addr", metricsAddr, "--data-dir", dir, "--log-level", "error",
 			"--address-limit", "0", "--email-limit", "0"}
 	}})
 
@@ -111,8 +117,8 @@ func measure(s system, tmp, out string, duration time.Duration, probe float64, f
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, err
 	}
-	addr := freeAddr()
-	args := s.args(s.bin, addr, dir)
+	addr, metricsAddr := freeAddr(), freeAddr()
+	args := s.args(s.bin, addr, metricsAddr, dir)
 	cmd := exec.Command(args[0], args[1:]...)
 	cmd.Stdout, cmd.Stderr = io.Discard, os.Stderr
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
@@ -127,9 +133,13 @@ func measure(s system, tmp, out string, duration time.Duration, probe float64, f
 	if err := waitReady(base + "/v1/campaigns/demo"); err != nil {
 		return nil, err
 	}
+	metricsURL := base + "/metrics"
+	if s.metricsApart {
+		metricsURL = "http://" + metricsAddr + "/metrics"
+	}
 	run := func(label string, rate float64) (*loadgen.Report, error) {
 		log.Printf("%s: %s at %.0f/s for %v", s.name, label, rate, duration)
-		rep, err := loadgen.Run(context.Background(), loadgen.Options{URL: base, Scenario: "donate",
+		rep, err := loadgen.Run(context.Background(), loadgen.Options{URL: base, MetricsURL: metricsURL, Scenario: "donate",
 			Shape: loadgen.Constant{PerSecond: rate, Duration: duration}, MaxWorkers: workers, Timeout: 10 * time.Second,
 			Campaign: "demo", Cards: []loadgen.Card{{PaymentMethod: "pm_card_visa", Weight: 1}}, Seed: 1}, io.Discard)
 		if err != nil {

@@ -51,6 +51,7 @@ Flags:
 	}
 	var (
 		baseURL     = fs.String("url", "http://localhost:8080", "the server's base `URL`")
+		metricsURL  = fs.String("metrics", "", "the server's /metrics `URL` (its FLOODGATE_METRICS_ADDR; default port 9464 on the --url host)")
 		scenario    = fs.String("scenario", "donate", "donate, journey or stream (raffle is not available yet)")
 		shape       = fs.String("shape", "constant", "arrivals: constant, ramp or spike")
 		rate        = fs.Float64("rate", loadDefaultRate, "arrivals per second: the constant rate, the ramp's end, the spike's peak (stream: background donations, default 10, 0 for none)")
@@ -87,7 +88,7 @@ Flags:
 	set := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
 
-	o := loadgen.Options{URL: *baseURL, Scenario: *scenario, MaxWorkers: *maxWorkers, Timeout: *timeout,
+	o := loadgen.Options{URL: *baseURL, MetricsURL: *metricsURL, Scenario: *scenario, MaxWorkers: *maxWorkers, Timeout: *timeout,
 		Campaign: *campaign, Seed: *seed, Subscribers: *subscribers, SettleTimeout: *settle}
 	// The raffle answer comes before any question about rates.
 	if o.Scenario == "raffle" {

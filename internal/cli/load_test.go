@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/floodgate/floodgate"
 	"github.com/floodgate/floodgate/internal/config"
 	"github.com/floodgate/floodgate/internal/loadgen"
 )
@@ -18,7 +19,7 @@ import (
 func load(tb testing.TB, m *Main, args ...string) (*loadgen.Report, int, string) {
 	tb.Helper()
 	var stdout, stderr bytes.Buffer
-	args = append([]string{"--url", m.URL(), "--json"}, args...)
+	args = append([]string{"--url", m.URL(), "--metrics", m.MetricsURL(), "--json"}, args...)
 	err := runLoadCmd(context.Background(), args, Env{Stdout: &stdout, Stderr: &stderr})
 	code := exitCode(err, &stderr)
 	if stdout.Len() == 0 {
@@ -201,17 +202,25 @@ func TestLoadUsage(t *testing.T) {
 	}
 }
 
-// TestLoadLimitsWarning runs `floodgate load` against a node with its
-// card-testing limit per address on (a small one, so that the test is
-// short; the default, 120 a minute, does the same to any run above 2/s).
-// Every request comes from one address, so the limit refuses most of them
-// 429 rate_limited: the report, text and JSON, and stderr say so and name
-// the server flags that turn the limits off. The exit code stays the
-// thresholds' to decide: 0 without any, 1 when --max-error-rate breaks.
+// TestLoadLimitsWarning runs `floodgate load` against a node whose
+// card-testing limit per address is on (a small one, so that the test is
+// short) and holds the generator's address suspect, as a load of
+// declining cards would make it. Every request comes from that address,
+// so the limit refuses most of them 429 rate_limited: the report, text
+// and JSON, and stderr say so and name the server flags that turn the
+// limits off. The exit code stays the thresholds' to decide: 0 without
+// any, 1 when --max-error-rate breaks.
 func TestLoadLimitsWarning(t *testing.T) {
 	const limit = 10
 	m := startMain(t, func(c *config.Config) { c.AddressLimit = limit })
-	const flags = "--address-limit 0 --email-limit 0 --address-decline-limit 0"
+	// Far more declines than the run's few accepted gifts can outnumber.
+	for range 1000 {
+		m.Guard.Learn(&floodgate.Donation{ClientAddr: "127.0.0.1", Status: floodgate.StatusFailed, FailureCode: "card_declined"})
+	}
+	if !m.Guard.Suspect("127.0.0.1") {
+		t.Fatal("the generator's address is not suspect")
+	}
+	const flags = "--address-limit 0 --email-limit 0"
 	checkWarning := func(t *testing.T, rep *loadgen.Report, stderr string) {
 		t.Helper()
 		checkAccounted(t, rep)
@@ -256,7 +265,7 @@ func TestLoadLimitsWarning(t *testing.T) {
 	})
 	t.Run("text report", func(t *testing.T) {
 		var stdout, stderr bytes.Buffer
-		err := runLoadCmd(context.Background(), []string{"--url", m.URL(), "--rate", "50", "--duration", "1s", "--quiet"},
+		err := runLoadCmd(context.Background(), []string{"--url", m.URL(), "--metrics", m.MetricsURL(), "--rate", "50", "--duration", "1s", "--quiet"},
 			Env{Stdout: &stdout, Stderr: &stderr})
 		if code := exitCode(err, &stderr); code != ExitOK {
 			t.Fatalf("exit %d: %s", code, stderr.String())

@@ -45,6 +45,8 @@ type Report struct {
 	// not be read, ServerUnavailable says why and Server is nil.
 	Server            *Server `json:"server,omitempty"`
 	ServerUnavailable string  `json:"server_unavailable,omitempty"`
+	// MetricsURL is where the server's cost was read.
+	MetricsURL string `json:"metrics_url,omitempty"`
 
 	// Warnings say, one sentence each, when the figures measure something
 	// other than the server's capacity and how to run it so that they do
@@ -180,7 +182,7 @@ func limitsWarning(q Requests) string {
 	return fmt.Sprintf("%d of %d requests were refused 429 rate_limited: the server's card-testing limits "+
 		"(per client address, per email) are counting this load generator as one donor, so the run measured "+
 		"those limits, not the server. Turn the card-testing limits off on the server under test: "+
-		"--address-limit 0 --email-limit 0 --address-decline-limit 0; or send the load from many client "+
+		"--address-limit 0 --email-limit 0; or send the load from many client "+
 		"addresses through a proxy listed in the server's --trusted-proxies, which names each client in "+
 		"X-Forwarded-For.", q.RateLimited, q.Sent)
 }

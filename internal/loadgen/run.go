@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"slices"
@@ -27,6 +28,9 @@ var ErrNoRaffles = errors.New("scenario raffle: raffle entries are not available
 type Options struct {
 	// URL is the server's base URL (http://host:port).
 	URL string
+	// MetricsURL is where the server's /metrics is read (floodgate serves
+	// it apart from the public port); "" means MetricsURLFor(URL).
+	MetricsURL string
 	// Scenario is donate, journey or stream (raffle is refused).
 	Scenario string
 	// Shape paces the arrivals: donations (donate), journeys (journey),
@@ -55,6 +59,20 @@ type Options struct {
 	ProgressEvery time.Duration
 }
 
+// DefaultMetricsPort is the port of floodgate's default metrics address
+// (FLOODGATE_METRICS_ADDR).
+const DefaultMetricsPort = "9464"
+
+// MetricsURLFor is where a floodgate at base serves its metrics by
+// default: the default metrics port on the same host.
+func MetricsURLFor(base string) string {
+	u, err := url.Parse(base)
+	if err != nil || u.Hostname() == "" {
+		return ""
+	}
+	return "http://" + net.JoinHostPort(u.Hostname(), DefaultMetricsPort) + "/metrics"
+}
+
 // Validate refuses options that cannot make a meaningful run, naming the
 // setting in one line.
 func (o *Options) Validate() error {
@@ -62,6 +80,8 @@ func (o *Options) Validate() error {
 	switch {
 	case err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "":
 		return fmt.Errorf("url %q: want http://host:port or https://host:port", o.URL)
+	case o.MetricsURL != "" && !isHTTPURL(o.MetricsURL):
+		return fmt.Errorf("metrics %q: want http://host:port/metrics", o.MetricsURL)
 	case o.Scenario == "raffle":
 		return ErrNoRaffles
 	case !slices.Contains(Scenarios, o.Scenario):
@@ -90,6 +110,11 @@ func (o *Options) Validate() error {
 		}
 	}
 	return nil
+}
+
+func isHTTPURL(s string) bool {
+	u, err := url.Parse(s)
+	return err == nil && (u.Scheme == "http" || u.Scheme == "https") && u.Host != ""
 }
 
 // Run runs the scenario and reports. It returns an error only when the
@@ -144,12 +169,17 @@ func Run(ctx context.Context, o Options, progress io.Writer) (*Report, error) {
 	mtr := newTransport(1)
 	defer mtr.CloseIdleConnections()
 	mc := &http.Client{Transport: mtr}
-	before, merr := scrape(ctx, mc, base)
+	metricsURL := o.MetricsURL
+	if metricsURL == "" {
+		metricsURL = MetricsURLFor(base)
+	}
+	r.MetricsURL = metricsURL
+	before, merr := scrape(ctx, mc, metricsURL)
 	var sampler *rssSampler
 	if merr != nil {
 		r.ServerUnavailable = merr.Error()
 	} else {
-		sampler = sampleRSS(ctx, mc, base, before)
+		sampler = sampleRSS(ctx, mc, metricsURL, before)
 	}
 
 	col := newCollector()
@@ -193,7 +223,7 @@ func Run(ctx context.Context, o Options, progress io.Writer) (*Report, error) {
 
 	if sampler != nil {
 		// Read the cost even after an interrupt: it is part of the truth.
-		after, err := scrape(context.WithoutCancel(ctx), mc, base)
+		after, err := scrape(context.WithoutCancel(ctx), mc, metricsURL)
 		if err != nil {
 			sampler.finish(before)
 			r.ServerUnavailable = "after the run: " + err.Error()

@@ -73,6 +73,10 @@ func run(tb testing.TB, o Options) *Report {
 	if o.SettleTimeout == 0 {
 		o.SettleTimeout = 30 * time.Second
 	}
+	if o.MetricsURL == "" {
+		// The test servers serve /metrics beside their API.
+		o.MetricsURL = strings.TrimRight(o.URL, "/") + "/metrics"
+	}
 	var progress bytes.Buffer
 	r, err := Run(context.Background(), o, &progress)
 	if err != nil {
@@ -319,7 +323,7 @@ func TestLoadLimitsWarning(t *testing.T) {
 			}
 			w := rep.Warnings[0]
 			for _, part := range []string{fmt.Sprintf("%d of %d requests", want, rep.Requests.Sent), "one donor",
-				"--address-limit 0 --email-limit 0 --address-decline-limit 0", "--trusted-proxies"} {
+				"--address-limit 0 --email-limit 0", "--trusted-proxies"} {
 				if !strings.Contains(w, part) {
 					t.Errorf("warning lacks %q: %s", part, w)
 				}
@@ -673,5 +677,18 @@ floodgate_requests_shed_total{reason="ingest_queue_full"} 7
 	}
 	if _, err := parseMetrics(strings.NewReader("go_goroutines 3\n")); err == nil {
 		t.Error("a /metrics without floodgate's series was accepted")
+	}
+}
+
+func TestMetricsURLFor(t *testing.T) {
+	for base, want := range map[string]string{
+		"http://localhost:8080":     "http://localhost:9464/metrics",
+		"https://give.example.org/": "http://give.example.org:9464/metrics",
+		"http://[::1]:8080":         "http://[::1]:9464/metrics",
+		"not a url":                 "",
+	} {
+		if got := MetricsURLFor(base); got != want {
+			t.Errorf("MetricsURLFor(%q) = %q, want %q", base, got, want)
+		}
 	}
 }

@@ -34,10 +34,10 @@ const scrapeTimeout = 5 * time.Second
 // scrape reads the server's /metrics. A server that is not floodgate (no
 // accepted counter) or runs without the process collector is an error:
 // its cost cannot be measured.
-func scrape(ctx context.Context, hc *http.Client, base string) (serverSample, error) {
+func scrape(ctx context.Context, hc *http.Client, metricsURL string) (serverSample, error) {
 	ctx, cancel := context.WithTimeout(ctx, scrapeTimeout)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/metrics", nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, metricsURL, nil)
 	if err != nil {
 		return serverSample{}, err
 	}
@@ -45,12 +45,12 @@ func scrape(ctx context.Context, hc *http.Client, base string) (serverSample, er
 	req.Header.Set("Accept", "text/plain;version=0.0.4")
 	resp, err := hc.Do(req)
 	if err != nil {
-		return serverSample{}, fmt.Errorf("GET /metrics: %s", netKind(errText(err)))
+		return serverSample{}, fmt.Errorf("GET %s: %s", metricsURL, netKind(errText(err)))
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
 		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<16))
-		return serverSample{}, fmt.Errorf("GET /metrics answered %d", resp.StatusCode)
+		return serverSample{}, fmt.Errorf("GET %s answered %d", metricsURL, resp.StatusCode)
 	}
 	return parseMetrics(io.LimitReader(resp.Body, 32<<20))
 }
@@ -102,7 +102,7 @@ type rssSampler struct {
 	done    chan struct{}
 }
 
-func sampleRSS(ctx context.Context, hc *http.Client, base string, first serverSample) *rssSampler {
+func sampleRSS(ctx context.Context, hc *http.Client, metricsURL string, first serverSample) *rssSampler {
 	ctx, cancel := context.WithCancel(ctx)
 	s := &rssSampler{peak: first.rss, samples: 1, stop: cancel, done: make(chan struct{})}
 	go func() {
@@ -115,7 +115,7 @@ func sampleRSS(ctx context.Context, hc *http.Client, base string, first serverSa
 				return
 			case <-t.C:
 			}
-			if v, err := scrape(ctx, hc, base); err == nil {
+			if v, err := scrape(ctx, hc, metricsURL); err == nil {
 				s.add(v)
 			}
 		}
