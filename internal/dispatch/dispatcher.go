@@ -699,13 +699,20 @@ func (d *Dispatcher) cardBlocked(ctx context.Context, don *floodgate.Donation) b
 	if err != nil || !blocked {
 		return false
 	}
-	if d.opts.Metrics != nil {
-		d.opts.Metrics.Blocked.WithLabelValues("fingerprint").Inc()
-	}
-	d.log.Info("dispatch: card refused after an earlier decline (card-testing defence)", "donation", don.ID)
-	d.settle(ctx, floodgate.Settlement{DonationID: don.ID, Status: floodgate.StatusFailed, FailureCode: "card_declined",
-		Note: "card refused: declined before (card-testing defence); never sent", At: d.opts.Clock.Now()})
+	d.refuseUnsent(ctx, don, "fingerprint", "card_declined", "card refused: declined before (card-testing defence); never sent")
 	return true
+}
+
+// refuseUnsent fails a gift that never reached the provider, for the
+// card-testing defence's reason, with a failure code the donor may see
+// and a history note that says it was never sent.
+func (d *Dispatcher) refuseUnsent(ctx context.Context, don *floodgate.Donation, reason, code, note string) {
+	if d.opts.Metrics != nil {
+		d.opts.Metrics.Blocked.WithLabelValues(reason).Inc()
+	}
+	d.log.Info("dispatch: gift refused, never sent (card-testing defence)", "donation", don.ID, "reason", reason)
+	d.settle(ctx, floodgate.Settlement{DonationID: don.ID, Status: floodgate.StatusFailed, FailureCode: code,
+		Note: note, At: d.opts.Clock.Now()})
 }
 
 // neverSent reports whether a gift in hand surely never reached the
@@ -729,12 +736,8 @@ func (d *Dispatcher) screenedOut(ctx context.Context, don *floodgate.Donation) b
 	if d.opts.Screen == nil || !d.neverSent(don) || d.opts.Screen(don) {
 		return false
 	}
-	if d.opts.Metrics != nil {
-		d.opts.Metrics.Blocked.WithLabelValues("address").Inc()
-	}
-	d.log.Info("dispatch: gift from a suspect address refused past its allowance (card-testing defence)", "donation", don.ID)
-	d.settle(ctx, floodgate.Settlement{DonationID: don.ID, Status: floodgate.StatusFailed, FailureCode: "processing_error",
-		Note: "refused: too many attempts from a suspect address (card-testing defence, address); never sent", At: d.opts.Clock.Now()})
+	d.refuseUnsent(ctx, don, "address", "processing_error",
+		"refused: too many attempts from a suspect address (card-testing defence, address); never sent")
 	return true
 }
 
