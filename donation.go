@@ -2,8 +2,6 @@ package floodgate
 
 import (
 	"encoding/json"
-	"fmt"
-	"slices"
 	"time"
 )
 
@@ -134,31 +132,6 @@ const (
 	ReversalDispute Reversal = "dispute"
 )
 
-// Reverse computes what a reversal reported as a cumulative total does to
-// a donation: its new refunded and disputed amounts, and the totals delta
-// (raised goes down by what newly left, never below zero for the gift).
-// Reports that are old or replayed change nothing: amounts only grow. A
-// reversal may arrive before the success it reverses (webhooks come out of
-// order): it is recorded all the same, and the success then counts only
-// what is left (see DeltaOf).
-func Reverse(d *Donation, kind Reversal, total int64) (refunded, disputed int64, delta TotalsDelta, err error) {
-	refunded, disputed = d.Refunded, d.Disputed
-	switch kind {
-	case ReversalRefund:
-		refunded = max(refunded, total)
-	case ReversalDispute:
-		disputed = max(disputed, total)
-	default:
-		return refunded, disputed, delta, Errorf(EINVALID, "Unknown reversal %q.", kind)
-	}
-	if d.Status == StatusSucceeded {
-		before := min(d.Amount, d.Refunded+d.Disputed)
-		after := min(d.Amount, refunded+disputed)
-		delta.Raised = before - after
-	}
-	return refunded, disputed, delta, nil
-}
-
 // Net is what a gift brings in: its amount less what was refunded or
 // disputed.
 func (d *Donation) Net() int64 { return d.Amount - min(d.Amount, d.Refunded+d.Disputed) }
@@ -232,46 +205,3 @@ func (d *TotalsDelta) Add(e TotalsDelta) {
 
 // Zero reports whether d changes nothing.
 func (d TotalsDelta) Zero() bool { return d == TotalsDelta{} }
-
-// CheckSettle returns ESTATE unless settlement s may apply to a donation
-// now in status from: from must be among s.From (when given) and the move
-// allowed by CanMove. Every store applies exactly this rule.
-func CheckSettle(s Settlement, from DonationStatus) error {
-	if len(s.From) > 0 && !slices.Contains(s.From, from) {
-		return Errorf(ESTATE, "Donation is %s.", from)
-	}
-	if !CanMove(from, s.Status) {
-		return Errorf(ESTATE, "Donation cannot move from %s to %s.", from, s.Status)
-	}
-	return nil
-}
-
-// CheckReplacePaymentMethod returns ESTATE unless d may take another
-// payment method: only a failed donation does.
-func CheckReplacePaymentMethod(d *Donation) error {
-	if d.Status != StatusFailed {
-		return Errorf(ESTATE, "Only a failed donation takes another payment method; this one is %s.", d.Status)
-	}
-	return nil
-}
-
-// NewKeyNote is the history line of a new key generation.
-func NewKeyNote(from int, paymentIntentID string) string {
-	if paymentIntentID != "" {
-		return fmt.Sprintf("new idempotency key (generation %d) to confirm %s", from+1, paymentIntentID)
-	}
-	return fmt.Sprintf("new idempotency key (generation %d): no payment exists for generation %d", from+1, from)
-}
-
-// CheckNewKeyGeneration returns ESTATE unless d is processing at key
-// generation from, claimed by owner (a second caller that saw the same
-// generation loses, and so does a dispatcher whose claim another took).
-func CheckNewKeyGeneration(d *Donation, owner string, from int) error {
-	if d.Status != StatusProcessing || d.Attempt != from {
-		return Errorf(ESTATE, "Donation is %s at key generation %d, not processing at %d.", d.Status, d.Attempt, from)
-	}
-	if d.ClaimedBy != owner {
-		return Errorf(ESTATE, "Donation is claimed by %q, not %q.", d.ClaimedBy, owner)
-	}
-	return nil
-}

@@ -19,9 +19,9 @@ type AcceptResult struct {
 }
 
 // Settlement is what a dispatcher or webhook learned about a donation's
-// payment. The store applies it only if the donation may move from its
-// current status to Status (see CanMove); otherwise it returns the donation
-// unchanged and ESTATE.
+// payment. ApplySettlement decides what it does: it applies only if the
+// donation may move from its current status to Status (see CanMove);
+// otherwise the store returns the donation unchanged and ESTATE.
 type Settlement struct {
 	DonationID string
 	Status     DonationStatus
@@ -65,7 +65,8 @@ type Store interface {
 	Totals(ctx context.Context, campaignID string) (*Totals, error)
 
 	// AcceptDonations stores a batch in one durable transaction (fsync
-	// before it returns) and returns one result per donation, in order.
+	// before it returns) and returns one result per donation, in order; a
+	// key already held is answered by Replay.
 	// IDs, Seq and CreatedAt of new donations are set by the store. An
 	// error means nothing of the batch was kept. Called by the ingest
 	// batcher only.
@@ -81,12 +82,12 @@ type Store interface {
 	DonationByPaymentIntent(ctx context.Context, paymentIntentID string) (*Donation, error)
 	// History returns a donation's status changes, oldest first.
 	History(ctx context.Context, id string) ([]StatusChange, error)
-	// CancelDonation cancels a donation still waiting (accepted).
-	// ENOTFOUND; ESTATE in any other status.
+	// CancelDonation cancels a donation still waiting (accepted), as
+	// ApplyCancel decides. ENOTFOUND; ESTATE in any other status.
 	CancelDonation(ctx context.Context, id string, now time.Time) (*Donation, error)
 	// ReplacePaymentMethod puts a failed donation back in line, at its old
-	// place, with a new payment method and a new key generation.
-	// ENOTFOUND; ESTATE unless failed.
+	// place, with a new payment method and a new key generation, as
+	// ApplyPaymentMethod decides. ENOTFOUND; ESTATE unless failed.
 	ReplacePaymentMethod(ctx context.Context, id, paymentMethod string, now time.Time) (*Donation, error)
 	// Backlog describes the line of waiting donations; it is cheap (index
 	// look-ups only) whatever the line's length.
@@ -114,18 +115,21 @@ type Store interface {
 	// generation (Attempt+1, KeySince = now), after a consistent lookup
 	// proved that no payment exists for the current key, or found a
 	// PaymentIntent that still awaits a confirmation: paymentIntentID, when
-	// not empty, is recorded as the donation's. ESTATE unless processing
-	// with attempt equal to from and claimed by owner.
+	// not empty, is recorded as the donation's; ApplyNewKeyGeneration
+	// decides. ESTATE unless processing with attempt equal to from and
+	// claimed by owner.
 	NewKeyGeneration(ctx context.Context, owner, id string, from int, paymentIntentID string, now time.Time) (*Donation, error)
-	// Settle applies s, updates the totals and the history in one
-	// transaction, and returns the donation as it now is. ENOTFOUND;
-	// ESTATE (with the unchanged donation) when the move is not allowed.
+	// Settle applies s as ApplySettlement decides, with the totals and the
+	// history, in one transaction, and returns the donation as it now is;
+	// a zero s.At means now. ENOTFOUND; ESTATE (with the unchanged
+	// donation) when the move is not allowed.
 	Settle(ctx context.Context, s Settlement) (*Donation, error)
-	// Reverse records money the provider took back from a succeeded
-	// donation, total being the cumulative amount refunded (or disputed)
-	// so far, applying floodgate.Reverse to it and its totals in one
-	// transaction with a history line. Replays and out-of-order reports
-	// change nothing. ENOTFOUND; ESTATE unless succeeded.
+	// Reverse records money the provider took back from a donation, total
+	// being the cumulative amount refunded (or disputed) so far, as
+	// ApplyReversal decides, with its totals and a history line in one
+	// transaction. Replays and out-of-order reports change nothing.
+	// ENOTFOUND; ESTATE (with the unchanged donation) when the report
+	// changes nothing; EINVALID for an unknown kind.
 	Reverse(ctx context.Context, id string, kind Reversal, total int64, at time.Time) (*Donation, error)
 	// ActionExpired returns up to n donations in requires_action since
 	// before.

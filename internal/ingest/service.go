@@ -1,7 +1,6 @@
 package ingest
 
 import (
-	"bytes"
 	"context"
 	"sync"
 	"time"
@@ -109,10 +108,11 @@ func (s *Service) replay(ctx context.Context, campaignID, key string, d *floodga
 		}
 		return nil, err
 	}
-	if !bytes.Equal(prev.RequestHash, d.RequestHash) {
-		return nil, floodgate.Errorf(floodgate.EIDEMMISMATCH, "This Idempotency-Key was already used with a different request.")
+	res := floodgate.Replay(prev, d)
+	if res.Err != nil {
+		return nil, res.Err
 	}
-	return &Accepted{Donation: prev, Replayed: true, DonorToken: s.tokens.For(prev.ID)}, nil
+	return &Accepted{Donation: res.Donation, Replayed: true, DonorToken: s.tokens.For(res.Donation.ID)}, nil
 }
 
 // Remember puts a campaign just written on this node in the cache.

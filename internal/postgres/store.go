@@ -564,7 +564,7 @@ func (s *Store) acceptBatch(ctx context.Context, tx pgx.Tx, ds []*floodgate.Dona
 			if !ok {
 				return fmt.Errorf("donation with idempotency key %q in campaign %q was neither inserted nor found", d.IdempotencyKey, d.CampaignID)
 			}
-			results[i] = replay(p, d)
+			results[i] = floodgate.Replay(p, d)
 		}
 	}
 
@@ -574,17 +574,6 @@ func (s *Store) acceptBatch(ctx context.Context, tx pgx.Tx, ds []*floodgate.Dona
 	b := &pgx.Batch{}
 	queueTotals(b, deltas, now)
 	return tx.SendBatch(ctx, b).Close()
-}
-
-// replay answers d, whose key is already stored as prev: the same request
-// gets the stored donation, another request an idempotency mismatch.
-func replay(prev, d *floodgate.Donation) floodgate.AcceptResult {
-	if !slices.Equal(prev.RequestHash, d.RequestHash) {
-		return floodgate.AcceptResult{Err: floodgate.Errorf(floodgate.EIDEMMISMATCH,
-			"This Idempotency-Key was already used with a different request.")}
-	}
-	cp := *prev
-	return floodgate.AcceptResult{Donation: &cp, Replayed: true}
 }
 
 // Donation implements floodgate.Store.
@@ -654,23 +643,11 @@ func (s *Store) History(ctx context.Context, id string) ([]floodgate.StatusChang
 const insHistory = `INSERT INTO donation_history (donation_seq, n, status, at, failure_code, note)
 	VALUES ($1, (SELECT COALESCE(MAX(n), -1) + 1 FROM donation_history WHERE donation_seq = $1), $2, $3, $4, $5)`
 
-// change is one update of a donation row decided by move's callback. query
-// ends before its RETURNING clause, which move adds.
-type change struct {
-	to          floodgate.DonationStatus
-	failureCode string
-	note        string
-	query       string
-	args        []any
-	// extra is a totals change beyond the status move's (a reversal).
-	extra floodgate.TotalsDelta
-}
-
-// move locks a donation (SELECT ... FOR UPDATE), lets decide choose the
-// update, and applies it with its history line and totals delta in one
-// round trip, returning the donation as it now is. An error from decide
-// comes back with the unchanged donation.
-func (s *Store) move(ctx context.Context, id string, decide func(*floodgate.Donation) (*change, error), now time.Time) (*floodgate.Donation, error) {
+// move locks a donation (SELECT ... FOR UPDATE, held until the
+// transaction ends), asks decide what the change writes, and writes the
+// Transition in one round trip, returning the donation as it now is. An
+// error from decide comes back with the unchanged donation.
+func (s *Store) move(ctx context.Context, id string, decide func(*floodgate.Donation) (floodgate.Transition, error)) (*floodgate.Donation, error) {
 	var (
 		out       *floodgate.Donation
 		unchanged *floodgate.Donation
@@ -683,24 +660,14 @@ func (s *Store) move(ctx context.Context, id string, decide func(*floodgate.Dona
 		} else if err != nil {
 			return err
 		}
-		c, err := decide(d)
+		t, err := decide(d)
 		if err != nil {
 			unchanged = d
 			return err
 		}
 		b := &pgx.Batch{}
-		b.Queue(c.query+` RETURNING `+donationCols, c.args...).QueryRow(func(row pgx.Row) error {
-			nd, err := scanDonation(row)
-			out = nd
+		if err := queueWrite(b, d, t, func(nd *floodgate.Donation) { out = nd }); err != nil {
 			return err
-		})
-		if c.to != d.Status || c.note != "" {
-			b.Queue(insHistory, d.Seq, string(c.to), now, c.failureCode, c.note)
-		}
-		delta := floodgate.DeltaOf(d, c.to)
-		delta.Add(c.extra)
-		if !delta.Zero() {
-			queueTotals(b, map[string]floodgate.TotalsDelta{d.CampaignID: delta}, now)
 		}
 		return tx.SendBatch(ctx, b).Close()
 	})
@@ -710,104 +677,119 @@ func (s *Store) move(ctx context.Context, id string, decide func(*floodgate.Dona
 	return out, nil
 }
 
+// queueWrite queues t, decided on d: one UPDATE of the fields it changes,
+// returning the row as it now is to done, its history line and its totals
+// delta. Every state change is written by this one function.
+func queueWrite(b *pgx.Batch, d *floodgate.Donation, t floodgate.Transition, done func(*floodgate.Donation)) error {
+	query := `SELECT ` + donationCols + ` FROM donations WHERE seq = $1`
+	args := []any{d.Seq}
+	if len(t.Changed) > 0 {
+		set := make([]string, len(t.Changed))
+		for i, f := range t.Changed {
+			col, v, err := column(f, t.Donation)
+			if err != nil {
+				return err
+			}
+			args = append(args, v)
+			set[i] = fmt.Sprintf("%s = $%d", col, len(args))
+		}
+		query = `UPDATE donations SET ` + strings.Join(set, ", ") + ` WHERE seq = $1 RETURNING ` + donationCols
+	}
+	b.Queue(query, args...).QueryRow(func(row pgx.Row) error {
+		nd, err := scanDonation(row)
+		if err == nil {
+			done(nd)
+		}
+		return err
+	})
+	if h := t.History; h != nil {
+		b.Queue(insHistory, d.Seq, string(h.Status), h.At, h.FailureCode, h.Note)
+	}
+	queueTotals(b, map[string]floodgate.TotalsDelta{d.CampaignID: t.Delta}, t.At)
+	return nil
+}
+
+// column returns the column that holds field f and its value in d, as
+// this engine stores it.
+func column(f floodgate.DonationField, d *floodgate.Donation) (string, any, error) {
+	switch f {
+	case floodgate.FieldStatus:
+		return "status", string(d.Status), nil
+	case floodgate.FieldPaymentMethod:
+		return "payment_method", d.PaymentMethod, nil
+	case floodgate.FieldAttempt:
+		return "attempt", d.Attempt, nil
+	case floodgate.FieldKeySince:
+		return "key_since", d.KeySince, nil
+	case floodgate.FieldPaymentIntentID:
+		return "payment_intent_id", nullString(d.PaymentIntentID), nil
+	case floodgate.FieldClientSecret:
+		return "client_secret", nullString(d.ClientSecret), nil
+	case floodgate.FieldNextAction:
+		// The provider's bytes, as sent: the column is json, not jsonb.
+		return "next_action", nullString(string(d.NextAction)), nil
+	case floodgate.FieldFailureCode:
+		return "failure_code", nullString(d.FailureCode), nil
+	case floodgate.FieldActionSince:
+		return "action_since", d.ActionSince, nil
+	case floodgate.FieldClaimedBy:
+		return "claimed_by", nullString(d.ClaimedBy), nil
+	case floodgate.FieldLeaseUntil:
+		return "lease_until", d.LeaseUntil, nil
+	case floodgate.FieldRefunded:
+		return "refunded", d.Refunded, nil
+	case floodgate.FieldDisputed:
+		return "disputed", d.Disputed, nil
+	case floodgate.FieldUpdatedAt:
+		return "updated_at", d.UpdatedAt, nil
+	}
+	return "", nil, fmt.Errorf("postgres: no column holds donation field %s", f)
+}
+
 // Reverse implements floodgate.Store.
 func (s *Store) Reverse(ctx context.Context, id string, kind floodgate.Reversal, total int64, at time.Time) (*floodgate.Donation, error) {
 	at = micro(at)
-	return s.move(ctx, id, func(d *floodgate.Donation) (*change, error) {
-		refunded, disputed, delta, err := floodgate.Reverse(d, kind, total)
-		if err != nil {
-			return nil, err
-		}
-		if refunded == d.Refunded && disputed == d.Disputed {
-			return nil, floodgate.Errorf(floodgate.ESTATE, "Already recorded.")
-		}
-		return &change{
-			to:    d.Status,
-			note:  fmt.Sprintf("%s: %d in all", kind, total),
-			query: `UPDATE donations SET refunded = $1, disputed = $2, updated_at = $3 WHERE seq = $4`,
-			args:  []any{refunded, disputed, at, d.Seq},
-			extra: delta,
-		}, nil
-	}, at)
+	return s.move(ctx, id, func(d *floodgate.Donation) (floodgate.Transition, error) {
+		return floodgate.ApplyReversal(d, kind, total, at)
+	})
 }
 
 // Settle implements floodgate.Store.
 func (s *Store) Settle(ctx context.Context, st floodgate.Settlement) (*floodgate.Donation, error) {
-	at := st.At
-	if at.IsZero() {
-		at = s.clock.Now()
+	if st.At.IsZero() {
+		st.At = s.clock.Now()
 	}
-	at = micro(at)
-	return s.move(ctx, st.DonationID, func(d *floodgate.Donation) (*change, error) {
-		if err := floodgate.CheckSettle(st, d.Status); err != nil {
-			return nil, err
-		}
-		var next *string
-		if len(st.NextAction) > 0 {
-			next = nullString(string(st.NextAction))
-		}
-		var actionSince *time.Time
-		if st.Status == floodgate.StatusRequiresAction {
-			actionSince = &at
-		}
-		return &change{
-			to:          st.Status,
-			failureCode: st.FailureCode,
-			note:        st.Note,
-			query: `UPDATE donations SET status = $1::text,
-				payment_intent_id = COALESCE($2, payment_intent_id),
-				client_secret = COALESCE($3, client_secret),
-				next_action = CASE WHEN $1::text = 'requires_action' THEN COALESCE($4::json, next_action) ELSE NULL END,
-				failure_code = $5,
-				action_since = COALESCE($6, action_since),
-				claimed_by = NULL, lease_until = NULL, updated_at = $7
-				WHERE seq = $8`,
-			args: []any{string(st.Status), nullString(st.PaymentIntentID), nullString(st.ClientSecret),
-				next, nullString(st.FailureCode), actionSince, at, d.Seq},
-		}, nil
-	}, at)
+	st.At = micro(st.At)
+	return s.move(ctx, st.DonationID, func(d *floodgate.Donation) (floodgate.Transition, error) {
+		return floodgate.ApplySettlement(d, st)
+	})
 }
 
 // CancelDonation implements floodgate.Store.
 func (s *Store) CancelDonation(ctx context.Context, id string, now time.Time) (*floodgate.Donation, error) {
-	return s.Settle(ctx, floodgate.Settlement{
-		DonationID: id, Status: floodgate.StatusCanceled, From: []floodgate.DonationStatus{floodgate.StatusAccepted},
-		Note: "canceled by the donor", At: now,
+	if now.IsZero() {
+		now = s.clock.Now()
+	}
+	now = micro(now)
+	return s.move(ctx, id, func(d *floodgate.Donation) (floodgate.Transition, error) {
+		return floodgate.ApplyCancel(d, now)
 	})
 }
 
 // ReplacePaymentMethod implements floodgate.Store.
 func (s *Store) ReplacePaymentMethod(ctx context.Context, id, pm string, now time.Time) (*floodgate.Donation, error) {
 	now = micro(now)
-	return s.move(ctx, id, func(d *floodgate.Donation) (*change, error) {
-		if err := floodgate.CheckReplacePaymentMethod(d); err != nil {
-			return nil, err
-		}
-		return &change{
-			to:   floodgate.StatusAccepted,
-			note: "new payment method",
-			query: `UPDATE donations SET status = 'accepted', payment_method = $1, attempt = attempt + 1,
-				key_since = NULL, failure_code = NULL, next_action = NULL, updated_at = $2 WHERE seq = $3`,
-			args: []any{pm, now, d.Seq},
-		}, nil
-	}, now)
+	return s.move(ctx, id, func(d *floodgate.Donation) (floodgate.Transition, error) {
+		return floodgate.ApplyPaymentMethod(d, pm, now)
+	})
 }
 
 // NewKeyGeneration implements floodgate.Store.
 func (s *Store) NewKeyGeneration(ctx context.Context, owner, id string, from int, paymentIntentID string, now time.Time) (*floodgate.Donation, error) {
 	now = micro(now)
-	return s.move(ctx, id, func(d *floodgate.Donation) (*change, error) {
-		if err := floodgate.CheckNewKeyGeneration(d, owner, from); err != nil {
-			return nil, err
-		}
-		return &change{
-			to:   floodgate.StatusProcessing,
-			note: floodgate.NewKeyNote(from, paymentIntentID),
-			query: `UPDATE donations SET attempt = attempt + 1, key_since = $1, updated_at = $1,
-				payment_intent_id = COALESCE($3, payment_intent_id) WHERE seq = $2`,
-			args: []any{now, d.Seq, nullString(paymentIntentID)},
-		}, nil
-	}, now)
+	return s.move(ctx, id, func(d *floodgate.Donation) (floodgate.Transition, error) {
+		return floodgate.ApplyNewKeyGeneration(d, owner, from, paymentIntentID, now)
+	})
 }
 
 // Backlog implements floodgate.Store in one statement: the head of the

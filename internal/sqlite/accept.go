@@ -7,7 +7,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"slices"
 	"strings"
 	"sync"
 
@@ -162,7 +161,7 @@ func (s *Store) AcceptDonations(ctx context.Context, ds []*floodgate.Donation) (
 			return nil, err
 		}
 		if prev != nil {
-			results[i] = replayOf(prev, d)
+			results[i] = floodgate.Replay(prev, d)
 			continue
 		}
 		nd := *d
@@ -265,14 +264,4 @@ func (s *Store) DonationByKey(ctx context.Context, campaignID, key string) (*flo
 		}
 	}
 	return nil, floodgate.Errorf(floodgate.ENOTFOUND, "No donation holds this Idempotency-Key.")
-}
-
-// replayOf answers a request whose key is already held by prev: the same
-// request gets prev, another request an idempotency mismatch.
-func replayOf(prev, d *floodgate.Donation) floodgate.AcceptResult {
-	if !slices.Equal(prev.RequestHash, d.RequestHash) {
-		return floodgate.AcceptResult{Err: floodgate.Errorf(floodgate.EIDEMMISMATCH,
-			"This Idempotency-Key was already used with a different request.")}
-	}
-	return floodgate.AcceptResult{Donation: prev, Replayed: true}
 }

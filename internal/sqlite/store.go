@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"time"
 
 	_ "modernc.org/sqlite" // registers the "sqlite" driver
@@ -488,59 +489,50 @@ func (s *Store) History(ctx context.Context, id string) ([]floodgate.StatusChang
 
 // CancelDonation implements floodgate.Store.
 func (s *Store) CancelDonation(ctx context.Context, id string, now time.Time) (*floodgate.Donation, error) {
-	return s.Settle(ctx, floodgate.Settlement{
-		DonationID: id, Status: floodgate.StatusCanceled, From: []floodgate.DonationStatus{floodgate.StatusAccepted},
-		Note: "canceled by the donor", At: now,
+	if now.IsZero() {
+		now = s.clock.Now()
+	}
+	return s.move(ctx, id, func(d *floodgate.Donation) (floodgate.Transition, error) {
+		return floodgate.ApplyCancel(d, now)
 	})
 }
 
 // ReplacePaymentMethod implements floodgate.Store.
 func (s *Store) ReplacePaymentMethod(ctx context.Context, id, pm string, now time.Time) (*floodgate.Donation, error) {
-	return s.move(ctx, id, func(d *floodgate.Donation) (*change, error) {
-		if err := floodgate.CheckReplacePaymentMethod(d); err != nil {
-			return nil, err
-		}
-		return &change{
-			to:    floodgate.StatusAccepted,
-			note:  "new payment method",
-			query: `UPDATE donations SET status = 'accepted', payment_method = ?, attempt = attempt + 1, key_since = NULL, failure_code = NULL, next_action = NULL, updated_at = ? WHERE seq = ?`,
-			args:  []any{pm, nanos(now), d.Seq},
-		}, nil
-	}, now)
+	return s.move(ctx, id, func(d *floodgate.Donation) (floodgate.Transition, error) {
+		return floodgate.ApplyPaymentMethod(d, pm, now)
+	})
 }
 
 // NewKeyGeneration implements floodgate.Store.
 func (s *Store) NewKeyGeneration(ctx context.Context, owner, id string, from int, paymentIntentID string, now time.Time) (*floodgate.Donation, error) {
-	return s.move(ctx, id, func(d *floodgate.Donation) (*change, error) {
-		if err := floodgate.CheckNewKeyGeneration(d, owner, from); err != nil {
-			return nil, err
-		}
-		return &change{
-			to:   floodgate.StatusProcessing,
-			note: floodgate.NewKeyNote(from, paymentIntentID),
-			query: `UPDATE donations SET attempt = attempt + 1, key_since = ?, updated_at = ?,
-				payment_intent_id = COALESCE(?, payment_intent_id) WHERE seq = ?`,
-			args: []any{nanos(now), nanos(now), nullString(paymentIntentID), d.Seq},
-		}, nil
-	}, now)
+	return s.move(ctx, id, func(d *floodgate.Donation) (floodgate.Transition, error) {
+		return floodgate.ApplyNewKeyGeneration(d, owner, from, paymentIntentID, now)
+	})
 }
 
-// change is one update of a donation row decided by move's callback.
-type change struct {
-	to          floodgate.DonationStatus
-	failureCode string
-	note        string
-	query       string
-	args        []any
-	// extra is a totals change beyond the status move's (a reversal).
-	extra floodgate.TotalsDelta
+// Settle implements floodgate.Store.
+func (s *Store) Settle(ctx context.Context, st floodgate.Settlement) (*floodgate.Donation, error) {
+	if st.At.IsZero() {
+		st.At = s.clock.Now()
+	}
+	return s.move(ctx, st.DonationID, func(d *floodgate.Donation) (floodgate.Transition, error) {
+		return floodgate.ApplySettlement(d, st)
+	})
 }
 
-// move reads a donation in a write transaction, lets decide choose the
-// update, applies it with its totals delta and history line, and returns
-// the donation as it now is. An *Error from decide comes back with the
-// unchanged donation.
-func (s *Store) move(ctx context.Context, id string, decide func(*floodgate.Donation) (*change, error), now time.Time) (*floodgate.Donation, error) {
+// Reverse implements floodgate.Store.
+func (s *Store) Reverse(ctx context.Context, id string, kind floodgate.Reversal, total int64, at time.Time) (*floodgate.Donation, error) {
+	return s.move(ctx, id, func(d *floodgate.Donation) (floodgate.Transition, error) {
+		return floodgate.ApplyReversal(d, kind, total, at)
+	})
+}
+
+// move reads a donation in a write transaction (BEGIN IMMEDIATE: no other
+// writer until it commits), asks decide what the change writes, writes
+// the Transition and returns the donation as it now is. An error from
+// decide comes back with the unchanged donation.
+func (s *Store) move(ctx context.Context, id string, decide func(*floodgate.Donation) (floodgate.Transition, error)) (*floodgate.Donation, error) {
 	tx, err := s.w.BeginTx(ctx, nil)
 	if err != nil {
 		return nil, err
@@ -552,24 +544,12 @@ func (s *Store) move(ctx context.Context, id string, decide func(*floodgate.Dona
 	} else if err != nil {
 		return nil, err
 	}
-	c, err := decide(d)
+	t, err := decide(d)
 	if err != nil {
 		return d, err
 	}
-	if _, err := tx.ExecContext(ctx, c.query, c.args...); err != nil {
+	if err := s.write(ctx, tx, d, t); err != nil {
 		return nil, err
-	}
-	if c.to != d.Status || c.note != "" {
-		if _, err := tx.StmtContext(ctx, s.insHistory).ExecContext(ctx, d.Seq, d.Seq, string(c.to), nanos(now), c.failureCode, c.note); err != nil {
-			return nil, err
-		}
-	}
-	delta := floodgate.DeltaOf(d, c.to)
-	delta.Add(c.extra)
-	if !delta.Zero() {
-		if err := s.applyTotals(ctx, tx, map[string]floodgate.TotalsDelta{d.CampaignID: delta}, now); err != nil {
-			return nil, err
-		}
 	}
 	nd, err := scanDonation(tx.QueryRowContext(ctx, `SELECT `+donationCols+` FROM donations WHERE seq = ?`, d.Seq))
 	if err != nil {
@@ -581,60 +561,68 @@ func (s *Store) move(ctx context.Context, id string, decide func(*floodgate.Dona
 	return nd, nil
 }
 
-// Settle implements floodgate.Store.
-func (s *Store) Settle(ctx context.Context, st floodgate.Settlement) (*floodgate.Donation, error) {
-	at := st.At
-	if at.IsZero() {
-		at = s.clock.Now()
+// write applies t, decided on d, inside tx: one UPDATE of the fields it
+// changes, its history line and its totals delta. Every state change is
+// written by this one function.
+func (s *Store) write(ctx context.Context, tx *sql.Tx, d *floodgate.Donation, t floodgate.Transition) error {
+	if len(t.Changed) > 0 {
+		set := make([]string, len(t.Changed))
+		args := make([]any, 0, len(t.Changed)+1)
+		for i, f := range t.Changed {
+			col, v, err := column(f, t.Donation)
+			if err != nil {
+				return err
+			}
+			set[i] = col + " = ?"
+			args = append(args, v)
+		}
+		args = append(args, d.Seq)
+		if _, err := tx.ExecContext(ctx, `UPDATE donations SET `+strings.Join(set, ", ")+` WHERE seq = ?`, args...); err != nil {
+			return err
+		}
 	}
-	return s.move(ctx, st.DonationID, func(d *floodgate.Donation) (*change, error) {
-		if err := floodgate.CheckSettle(st, d.Status); err != nil {
-			return nil, err
+	if h := t.History; h != nil {
+		if _, err := tx.StmtContext(ctx, s.insHistory).ExecContext(ctx, d.Seq, d.Seq, string(h.Status), nanos(h.At), h.FailureCode, h.Note); err != nil {
+			return err
 		}
-		var next sql.NullString
-		if len(st.NextAction) > 0 {
-			next = sql.NullString{String: string(st.NextAction), Valid: true}
-		}
-		var actionSince sql.NullInt64
-		if st.Status == floodgate.StatusRequiresAction {
-			actionSince = sql.NullInt64{Int64: nanos(at), Valid: true}
-		}
-		return &change{
-			to:          st.Status,
-			failureCode: st.FailureCode,
-			note:        st.Note,
-			query: `UPDATE donations SET status = ?,
-				payment_intent_id = COALESCE(?, payment_intent_id),
-				client_secret = COALESCE(?, client_secret),
-				next_action = CASE WHEN ? = 'requires_action' THEN COALESCE(?, next_action) ELSE NULL END,
-				failure_code = ?,
-				action_since = COALESCE(?, action_since),
-				claimed_by = NULL, lease_until = NULL, updated_at = ?
-				WHERE seq = ?`,
-			args: []any{string(st.Status), nullString(st.PaymentIntentID), nullString(st.ClientSecret),
-				string(st.Status), next, nullString(st.FailureCode), actionSince, nanos(at), d.Seq},
-		}, nil
-	}, at)
+	}
+	return s.applyTotals(ctx, tx, map[string]floodgate.TotalsDelta{d.CampaignID: t.Delta}, t.At)
 }
 
-// Reverse implements floodgate.Store.
-func (s *Store) Reverse(ctx context.Context, id string, kind floodgate.Reversal, total int64, at time.Time) (*floodgate.Donation, error) {
-	return s.move(ctx, id, func(d *floodgate.Donation) (*change, error) {
-		refunded, disputed, delta, err := floodgate.Reverse(d, kind, total)
-		if err != nil {
-			return nil, err
-		}
-		if refunded == d.Refunded && disputed == d.Disputed {
-			return nil, floodgate.Errorf(floodgate.ESTATE, "Already recorded.")
-		}
-		return &change{
-			to:    d.Status,
-			note:  fmt.Sprintf("%s: %d in all", kind, total),
-			query: `UPDATE donations SET refunded = ?, disputed = ?, updated_at = ? WHERE seq = ?`,
-			args:  []any{refunded, disputed, nanos(at), d.Seq},
-			extra: delta,
-		}, nil
-	}, at)
+// column returns the column that holds field f and its value in d, as
+// this engine stores it.
+func column(f floodgate.DonationField, d *floodgate.Donation) (string, any, error) {
+	switch f {
+	case floodgate.FieldStatus:
+		return "status", string(d.Status), nil
+	case floodgate.FieldPaymentMethod:
+		return "payment_method", d.PaymentMethod, nil
+	case floodgate.FieldAttempt:
+		return "attempt", d.Attempt, nil
+	case floodgate.FieldKeySince:
+		return "key_since", nullNanos(d.KeySince), nil
+	case floodgate.FieldPaymentIntentID:
+		return "payment_intent_id", nullString(d.PaymentIntentID), nil
+	case floodgate.FieldClientSecret:
+		return "client_secret", nullString(d.ClientSecret), nil
+	case floodgate.FieldNextAction:
+		return "next_action", nullString(string(d.NextAction)), nil
+	case floodgate.FieldFailureCode:
+		return "failure_code", nullString(d.FailureCode), nil
+	case floodgate.FieldActionSince:
+		return "action_since", nullNanos(d.ActionSince), nil
+	case floodgate.FieldClaimedBy:
+		return "claimed_by", nullString(d.ClaimedBy), nil
+	case floodgate.FieldLeaseUntil:
+		return "lease_until", nullNanos(d.LeaseUntil), nil
+	case floodgate.FieldRefunded:
+		return "refunded", d.Refunded, nil
+	case floodgate.FieldDisputed:
+		return "disputed", d.Disputed, nil
+	case floodgate.FieldUpdatedAt:
+		return "updated_at", nanos(d.UpdatedAt), nil
+	}
+	return "", nil, fmt.Errorf("sqlite: no column holds donation field %s", f)
 }
 
 // Backlog implements floodgate.Store with two index look-ups.
