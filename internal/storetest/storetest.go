@@ -6,6 +6,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"fmt"
+	"reflect"
 	"slices"
 	"sync"
 	"testing"
@@ -168,6 +169,7 @@ func Run(t *testing.T, open Opener) {
 	t.Run("NewKeyGeneration", func(t *testing.T) { testNewKeyGeneration(t, open) })
 	t.Run("Backlog", func(t *testing.T) { testBacklog(t, open) })
 	t.Run("Reverse", func(t *testing.T) { testReverse(t, open) })
+	t.Run("Transitions", func(t *testing.T) { testTransitions(t, open) })
 	t.Run("Budget", func(t *testing.T) { testBudget(t, open) })
 	t.Run("SettingsAndBlocks", func(t *testing.T) { testSettingsAndBlocks(t, open) })
 	t.Run("Secret", func(t *testing.T) { testSecret(t, open) })
@@ -312,6 +314,11 @@ func testIdempotency(t *testing.T, open Opener) {
 	rs := f.accept(x, &y)
 	if rs[0].Err != nil || rs[1].Err != nil || rs[0].Donation.ID != rs[1].Donation.ID || rs[0].Replayed || !rs[1].Replayed {
 		t.Fatalf("same key in one batch = %+v / %+v", rs[0], rs[1])
+	}
+	// Each answer goes to its own request: they must not share a donation
+	// one of them could change under the other.
+	if rs[0].Donation == rs[1].Donation {
+		t.Fatal("same key in one batch: both answers hold the same *Donation")
 	}
 	wantTotals(t, f.totals("c"), 0, 0, 1700, 2, 2)
 }
@@ -649,6 +656,115 @@ func testReverse(t *testing.T, open Opener) {
 	wantTotals(t, f.totals("c"), 1500, 3, 0, 0, 0)
 	_, err = f.store.Reverse(f.ctx, "don_nope", floodgate.ReversalRefund, 1, f.clock.Now())
 	wantCode(t, err, floodgate.ENOTFOUND)
+}
+
+// testTransitions holds every state change to what the domain decides:
+// the donation a store returns, and what a later read finds, are the
+// Transition's donation, field for field, and the history's last line is
+// the Transition's.
+func testTransitions(t *testing.T, open Opener) {
+	f := newFixture(t, open)
+	f.campaign("c")
+	ds := f.acceptNew("c", 1000, 2000)
+	f.claim("d", 2)
+	step := func(name, id string, decide func(d *floodgate.Donation, at time.Time) (floodgate.Transition, error),
+		apply func(at time.Time) (*floodgate.Donation, error)) {
+		t.Helper()
+		f.clock.Advance(time.Second)
+		at := f.clock.Now()
+		want, err := decide(f.get(id), at)
+		if err != nil {
+			t.Fatalf("%s: the domain refused: %v", name, err)
+		}
+		got, err := apply(at)
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		if g, w := normalized(got), normalized(want.Donation); !reflect.DeepEqual(g, w) {
+			t.Fatalf("%s returned\n%+v\nthe domain decided\n%+v", name, g, w)
+		}
+		if g, w := normalized(f.get(id)), normalized(want.Donation); !reflect.DeepEqual(g, w) {
+			t.Fatalf("%s: read back\n%+v\nthe domain decided\n%+v", name, g, w)
+		}
+		h, err := f.store.History(f.ctx, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		last, line := h[len(h)-1], want.History
+		if last.Status != line.Status || !last.At.Equal(line.At) || last.FailureCode != line.FailureCode || last.Note != line.Note {
+			t.Fatalf("%s: history ends with %+v, the domain decided %+v", name, last, *line)
+		}
+	}
+	next := []byte(`{"type":"use_stripe_sdk","use_stripe_sdk":{"type":"three_d_secure_redirect"}}`)
+	s := f.store
+
+	a := ds[0].ID
+	step("new key generation", a, func(d *floodgate.Donation, at time.Time) (floodgate.Transition, error) {
+		return floodgate.ApplyNewKeyGeneration(d, "d", 0, "pi_a", at)
+	}, func(at time.Time) (*floodgate.Donation, error) {
+		return s.NewKeyGeneration(f.ctx, "d", a, 0, "pi_a", at)
+	})
+	ra := floodgate.Settlement{DonationID: a, Status: floodgate.StatusRequiresAction, ClientSecret: "pi_a_secret", NextAction: next}
+	step("requires_action", a, func(d *floodgate.Donation, at time.Time) (floodgate.Transition, error) {
+		ra.At = at
+		return floodgate.ApplySettlement(d, ra)
+	}, func(at time.Time) (*floodgate.Donation, error) { ra.At = at; return s.Settle(f.ctx, ra) })
+	step("early refund", a, func(d *floodgate.Donation, at time.Time) (floodgate.Transition, error) {
+		return floodgate.ApplyReversal(d, floodgate.ReversalRefund, 300, at)
+	}, func(at time.Time) (*floodgate.Donation, error) {
+		return s.Reverse(f.ctx, a, floodgate.ReversalRefund, 300, at)
+	})
+	ok := floodgate.Settlement{DonationID: a, Status: floodgate.StatusSucceeded, Note: "authenticated"}
+	step("succeeded naming no PaymentIntent", a, func(d *floodgate.Donation, at time.Time) (floodgate.Transition, error) {
+		ok.At = at
+		return floodgate.ApplySettlement(d, ok)
+	}, func(at time.Time) (*floodgate.Donation, error) { ok.At = at; return s.Settle(f.ctx, ok) })
+	step("dispute", a, func(d *floodgate.Donation, at time.Time) (floodgate.Transition, error) {
+		return floodgate.ApplyReversal(d, floodgate.ReversalDispute, 1000, at)
+	}, func(at time.Time) (*floodgate.Donation, error) {
+		return s.Reverse(f.ctx, a, floodgate.ReversalDispute, 1000, at)
+	})
+
+	b := ds[1].ID
+	fail := floodgate.Settlement{DonationID: b, Status: floodgate.StatusFailed, PaymentIntentID: "pi_b", FailureCode: "card_declined"}
+	step("failed", b, func(d *floodgate.Donation, at time.Time) (floodgate.Transition, error) {
+		fail.At = at
+		return floodgate.ApplySettlement(d, fail)
+	}, func(at time.Time) (*floodgate.Donation, error) { fail.At = at; return s.Settle(f.ctx, fail) })
+	step("new payment method", b, func(d *floodgate.Donation, at time.Time) (floodgate.Transition, error) {
+		return floodgate.ApplyPaymentMethod(d, "pm_card_mastercard", at)
+	}, func(at time.Time) (*floodgate.Donation, error) {
+		return s.ReplacePaymentMethod(f.ctx, b, "pm_card_mastercard", at)
+	})
+	step("cancel", b, floodgate.ApplyCancel, func(at time.Time) (*floodgate.Donation, error) { return s.CancelDonation(f.ctx, b, at) })
+	late := floodgate.Settlement{DonationID: b, Status: floodgate.StatusSucceeded, PaymentIntentID: "pi_b"}
+	step("succeeded after a cancel", b, func(d *floodgate.Donation, at time.Time) (floodgate.Transition, error) {
+		late.At = at
+		return floodgate.ApplySettlement(d, late)
+	}, func(at time.Time) (*floodgate.Donation, error) { late.At = at; return s.Settle(f.ctx, late) })
+
+	// 1000 less the 300 refunded and the 1000 disputed (capped at what was
+	// left), and 2000.
+	wantTotals(t, f.totals("c"), 2000, 2, 0, 0, 0)
+}
+
+// normalized is d in one form whatever engine read it: times in UTC, no
+// next_action as nil.
+func normalized(d *floodgate.Donation) floodgate.Donation {
+	c := *d
+	utc := func(t *time.Time) *time.Time {
+		if t == nil {
+			return nil
+		}
+		u := t.UTC()
+		return &u
+	}
+	c.KeySince, c.ActionSince, c.LeaseUntil = utc(d.KeySince), utc(d.ActionSince), utc(d.LeaseUntil)
+	c.CreatedAt, c.UpdatedAt = d.CreatedAt.UTC(), d.UpdatedAt.UTC()
+	if len(c.NextAction) == 0 {
+		c.NextAction = nil
+	}
+	return c
 }
 
 func testBacklog(t *testing.T, open Opener) {
