@@ -87,6 +87,14 @@ func TestStore(t *testing.T) {
 	})
 }
 
+func BenchmarkStateChanges(b *testing.B) {
+	testURL(b)
+	storetest.BenchStateChanges(b, func(tb testing.TB, clock floodgate.Clock) floodgate.Store {
+		url, schema := testSchema(tb)
+		return openStore(tb, url, schema, clock)
+	})
+}
+
 func createCampaign(tb testing.TB, s floodgate.Store, id string) {
 	tb.Helper()
 	c := &floodgate.Campaign{ID: id, Name: "Campaign " + id, Currency: "eur",

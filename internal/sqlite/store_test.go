@@ -94,3 +94,5 @@ func TestReopenKeepsEverything(t *testing.T) {
 		t.Fatal("secret changed across reopen")
 	}
 }
+
+func BenchmarkStateChanges(b *testing.B) { storetest.BenchStateChanges(b, open) }

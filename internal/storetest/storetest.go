@@ -31,7 +31,7 @@ type fixture struct {
 	n     int
 }
 
-func newFixture(t *testing.T, open Opener) *fixture {
+func newFixture(t testing.TB, open Opener) *fixture {
 	t.Helper()
 	clock := clocktest.New(Epoch)
 	s := open(t, clock)
