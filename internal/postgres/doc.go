@@ -20,7 +20,9 @@
 //     of waiting donations (and of processing ones whose lease expired,
 //     first): dispatchers on any number of nodes claim disjoint donations
 //     near the head of the line without waiting on one another. Every other
-//     move locks its donation with SELECT ... FOR UPDATE before deciding.
+//     move locks its donation with SELECT ... FOR UPDATE, asks the domain
+//     (floodgate.ApplySettlement and its kin) what the move writes, and
+//     writes that Transition with one UPDATE of the changed columns.
 //
 //   - Migrations are embedded and versioned (schema_migrations) and run in
 //     one transaction that first takes pg_advisory_xact_lock, so nodes that
