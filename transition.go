@@ -110,8 +110,9 @@ func newTransition(d, next *Donation, line *StatusChange, delta TotalsDelta, at 
 }
 
 // ApplySettlement decides what settlement s does to d, s.At being when it
-// happened (the caller sets it). The move must be allowed (checkSettle:
-// ESTATE otherwise, so a late failure never overwrites a success). The
+// happened (the caller sets it). The move must be allowed: d's status
+// among s.From when that is given, and the move one CanMove allows
+// (ESTATE otherwise, so a late failure never overwrites a success). The
 // PaymentIntent and client secret are recorded when s names them and kept
 // when it does not; next_action is kept only while the donation requires
 // action, and action_since is stamped on entering requires_action; the
