@@ -2,7 +2,6 @@ package postgres
 
 import (
 	"context"
-	"errors"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -36,50 +35,4 @@ func (s *Store) TakeBudget(ctx context.Context, r floodgate.BudgetRequest) (floo
 		return err
 	})
 	return g, err
-}
-
-// Setting implements floodgate.Store.
-func (s *Store) Setting(ctx context.Context, name string) (string, time.Time, error) {
-	var (
-		v  string
-		at time.Time
-	)
-	err := s.pool.QueryRow(ctx, `SELECT value, updated_at FROM settings WHERE name = $1`, name).Scan(&v, &at)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return "", time.Time{}, floodgate.Errorf(floodgate.ENOTFOUND, "Setting %q was never set.", name)
-	}
-	return v, at.UTC(), err
-}
-
-// SetSetting implements floodgate.Store.
-func (s *Store) SetSetting(ctx context.Context, name, value string, now time.Time) error {
-	_, err := s.pool.Exec(ctx, `INSERT INTO settings (name, value, updated_at) VALUES ($1, $2, $3)
-		ON CONFLICT (name) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at`, name, value, micro(now))
-	return err
-}
-
-// BlockFingerprint implements floodgate.Store.
-func (s *Store) BlockFingerprint(ctx context.Context, fingerprint string, now, until time.Time) error {
-	_, err := s.pool.Exec(ctx, `INSERT INTO blocked_fingerprints (fingerprint, blocked_at, until) VALUES ($1, $2, $3)
-		ON CONFLICT (fingerprint) DO UPDATE SET blocked_at = excluded.blocked_at,
-		until = GREATEST(blocked_fingerprints.until, excluded.until)`, fingerprint, micro(now), micro(until))
-	return err
-}
-
-// FingerprintBlocked implements floodgate.Store.
-func (s *Store) FingerprintBlocked(ctx context.Context, fingerprint string, now time.Time) (bool, error) {
-	var one int
-	err := s.pool.QueryRow(ctx, `SELECT 1 FROM blocked_fingerprints WHERE fingerprint = $1 AND until > $2`,
-		fingerprint, micro(now)).Scan(&one)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return false, nil
-	}
-	return err == nil, err
-}
-
-// FingerprintsBlockedSince implements floodgate.Store.
-func (s *Store) FingerprintsBlockedSince(ctx context.Context, since time.Time) (int, error) {
-	var n int
-	err := s.pool.QueryRow(ctx, `SELECT count(*) FROM blocked_fingerprints WHERE blocked_at >= $1`, micro(since)).Scan(&n)
-	return n, err
 }
