@@ -73,7 +73,7 @@ type scaleFigures struct {
 // fresh process (so that nothing of the fill is in the heap it measures):
 // how long Open takes, what it leaves resident, and that a replay of the
 // first and the last key still answers its donation. The figures go to
-// BENCHMARKS.md; the test fails only when a replay does not answer.
+// BENCHMARKS.md; the test fails on a wrong answer, never on a figure.
 func TestTenMillionDonations(t *testing.T) {
 	if os.Getenv(scaleEnv) != "1" {
 		t.Skipf("%s=1 runs the ten-million-donation measurement (it writes about 5 GB)", scaleEnv)
