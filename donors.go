@@ -1,9 +1,10 @@
 package floodgate
 
 import (
+	"cmp"
 	"encoding/json"
 	"fmt"
-	"sort"
+	"slices"
 	"time"
 )
 
@@ -61,7 +62,7 @@ func (s *DonorSums) Totals() ([]DonorTotal, error) {
 		}
 		out = append(out, t)
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Email < out[j].Email })
+	slices.SortFunc(out, func(a, b DonorTotal) int { return cmp.Compare(a.Email, b.Email) })
 	return out, nil
 }
 

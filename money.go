@@ -2,7 +2,7 @@ package floodgate
 
 import (
 	"fmt"
-	"sort"
+	"slices"
 	"strings"
 )
 
@@ -52,7 +52,7 @@ func Currencies() []string {
 	for k := range currencies {
 		out = append(out, k)
 	}
-	sort.Strings(out)
+	slices.Sort(out)
 	return out
 }
 

@@ -15,9 +15,17 @@ import (
 	"testing"
 	"time"
 
+	"go.uber.org/goleak"
+
 	"github.com/floodgate/floodgate"
 	"github.com/floodgate/floodgate/internal/config"
 )
+
+// TestMain fails the package's tests when a goroutine outlives them: a
+// node started by a test must stop everything it started on Close.
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m)
+}
 
 const testAdminToken = "test-admin-token-of-at-least-32-characters"
 

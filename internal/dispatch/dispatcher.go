@@ -247,12 +247,12 @@ func (d *Dispatcher) claimLoop(ctx context.Context) {
 		want := int(math.Ceil(d.create.Rate()*2)) + 1
 		room := min(cap(d.work)-len(d.work), d.opts.Claim, max(want-len(d.work), 0))
 		switch state, _ := d.Charging(); {
-		case state == ChargingWaiting && d.inFlight.Load() == 0 && d.breaker.due(d.opts.Clock.Now()):
+		case state == floodgate.ChargingWaiting && d.inFlight.Load() == 0 && d.breaker.due(d.opts.Clock.Now()):
 			// The breaker waits for a probe and no gift in hand will send
 			// one (those it held were put off): claim one to probe with,
 			// or charging would wait for a restart.
 			room = min(room, 1)
-		case state != ChargingRunning:
+		case state != floodgate.ChargingRunning:
 			// Leave the line to nodes that can charge, or to later.
 			room = 0
 		}
@@ -769,7 +769,7 @@ func (d *Dispatcher) grow(ctx context.Context) {
 	// Busy means charging with work to do: paused, or waiting for the
 	// provider, nothing is sent, and that says nothing of the rate.
 	state, _ := d.Charging()
-	busy := (d.line.waiting.Load() > 0 || d.inFlight.Load() > 0) && state == ChargingRunning
+	busy := (d.line.waiting.Load() > 0 || d.inFlight.Load() > 0) && state == floodgate.ChargingRunning
 	measured := d.line.measure(time.Now(), busy)
 	if d.opts.Metrics != nil {
 		d.opts.Metrics.SendRate.Set(measured)
@@ -868,30 +868,19 @@ func (d *Dispatcher) cancelExpired(ctx context.Context, don *floodgate.Donation,
 	return false
 }
 
-// The charging states a donor's view and the operator see.
-const (
-	ChargingRunning = "running"
-	// ChargingPaused: an operator paused charging; donations are accepted
-	// and wait.
-	ChargingPaused = "paused"
-	// ChargingWaiting: the provider does not answer; the breaker is open
-	// and probes it.
-	ChargingWaiting = "waiting_for_provider"
-)
-
 // PauseSetting is the shared setting that pauses charging on every node.
 const PauseSetting = "charging_paused"
 
 // Charging reports whether this node charges now and, while it waits for
 // the provider, when it probes next.
-func (d *Dispatcher) Charging() (string, time.Time) {
+func (d *Dispatcher) Charging() (floodgate.ChargingState, time.Time) {
 	if d.paused.Load() {
-		return ChargingPaused, time.Time{}
+		return floodgate.ChargingPaused, time.Time{}
 	}
 	if state, until := d.breaker.status(); state != breakerClosed {
-		return ChargingWaiting, until
+		return floodgate.ChargingWaiting, until
 	}
-	return ChargingRunning, time.Time{}
+	return floodgate.ChargingRunning, time.Time{}
 }
 
 // Pause pauses or resumes charging on every node: the switch is a shared

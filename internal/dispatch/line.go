@@ -109,7 +109,7 @@ func (d *Dispatcher) Place(don *floodgate.Donation) (int64, time.Duration, bool)
 	// While the provider does not answer, nothing moves before the
 	// breaker's next probe.
 	var delay time.Duration
-	if state, until := d.Charging(); state == ChargingWaiting {
+	if state, until := d.Charging(); state == floodgate.ChargingWaiting {
 		delay = max(0, until.Sub(d.opts.Clock.Now()))
 	}
 	switch don.Status {

@@ -14,7 +14,7 @@ type chargingJSON struct {
 	Paused bool `json:"paused"`
 	// State is this node's: running, paused or waiting_for_provider
 	// (its breaker is open and probing).
-	State string `json:"state"`
+	State floodgate.ChargingState `json:"state"`
 	// ProbeAt, while waiting for the provider, is the breaker's next
 	// probe.
 	ProbeAt *time.Time `json:"probe_at,omitempty"`
@@ -25,7 +25,7 @@ type chargingJSON struct {
 
 func (s *Server) chargingView() chargingJSON {
 	state, until := s.Line.Charging()
-	v := chargingJSON{Paused: state == "paused", State: state}
+	v := chargingJSON{Paused: state == floodgate.ChargingPaused, State: state}
 	if !until.IsZero() {
 		u := until.UTC()
 		v.ProbeAt = &u

@@ -89,7 +89,7 @@ type DonationJSON struct {
 	// Charging, present only while a waiting gift cannot move, says why:
 	// "paused" (by an operator: no estimate can be given) or
 	// "waiting_for_provider" (the estimate includes the next probe).
-	Charging string `json:"charging,omitempty"`
+	Charging floodgate.ChargingState `json:"charging,omitempty"`
 }
 
 // DonationFullJSON is the donor's own view, for the holder of the donor
@@ -166,9 +166,9 @@ func (s *Server) writeDonation(w http.ResponseWriter, r *http.Request, status in
 		pub.QueuePosition, pub.ETASeconds = &pos, &secs
 		poll = pollAfter(eta)
 		if s.Line != nil {
-			if state, _ := s.Line.Charging(); state != "running" {
+			if state, _ := s.Line.Charging(); state != floodgate.ChargingRunning {
 				pub.Charging = state
-				if state == "paused" {
+				if state == floodgate.ChargingPaused {
 					pub.ETASeconds = nil // nobody can say when an operator resumes
 					poll = 30 * time.Second
 				}

@@ -29,9 +29,9 @@ type Line interface {
 	// Place returns how many donations are ahead of d and how long until
 	// d is expected to be charged. ok is false when d is not waiting.
 	Place(d *floodgate.Donation) (position int64, eta time.Duration, ok bool)
-	// Charging says whether gifts are being charged now: "running",
-	// "paused" (by an operator) or "waiting_for_provider".
-	Charging() (state string, until time.Time)
+	// Charging says whether gifts are being charged now and, while
+	// waiting for the provider, when the next probe is due.
+	Charging() (state floodgate.ChargingState, until time.Time)
 }
 
 // Control is the operator's switch on charging.

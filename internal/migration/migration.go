@@ -6,10 +6,11 @@
 package migration
 
 import (
+	"cmp"
 	"fmt"
 	"io/fs"
 	"path"
-	"sort"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -43,7 +44,7 @@ func Load(fsys fs.FS, dir string) ([]Migration, error) {
 		}
 		out = append(out, Migration{Version: v, Name: e.Name(), SQL: string(b)})
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Version < out[j].Version })
+	slices.SortFunc(out, func(a, b Migration) int { return cmp.Compare(a.Version, b.Version) })
 	for i, m := range out {
 		if m.Version != i+1 {
 			return nil, fmt.Errorf("migration %s: expected number %d", m.Name, i+1)

@@ -1,10 +1,11 @@
 package sandbox
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"net/url"
-	"sort"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -133,8 +134,8 @@ func (f *form) encode() string {
 // idempotency key is compared against.
 func (f *form) canonical() string {
 	sorted := &form{fields: append([]field(nil), f.fields...)}
-	sort.SliceStable(sorted.fields, func(i, j int) bool {
-		return joinKey(sorted.fields[i].path) < joinKey(sorted.fields[j].path)
+	slices.SortStableFunc(sorted.fields, func(a, b field) int {
+		return cmp.Compare(joinKey(a.path), joinKey(b.path))
 	})
 	return sorted.encode()
 }
@@ -218,7 +219,7 @@ func (f *form) list(name string) ([]string, bool, *apiError) {
 		}
 		items = append(items, item{idx, fl.value})
 	}
-	sort.SliceStable(items, func(i, j int) bool { return items[i].idx < items[j].idx })
+	slices.SortStableFunc(items, func(a, b item) int { return cmp.Compare(a.idx, b.idx) })
 	out := make([]string, len(items))
 	for i, it := range items {
 		out[i] = it.value

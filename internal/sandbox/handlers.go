@@ -1,6 +1,7 @@
 package sandbox
 
 import (
+	"cmp"
 	"fmt"
 	"net/http"
 	"sort"
@@ -289,13 +290,14 @@ func reused(pm *paymentMethod, piID string) *apiError {
 	return errInvalid("", "", "The provided PaymentMethod was previously used with a PaymentIntent without Customer attachment, shared with a connected account without Customer attachment, or was detached from a Customer. It may not be used again. To use a PaymentMethod multiple times, you must attach it to a Customer first.")
 }
 
-// before orders PaymentIntents by creation, the sequence breaking ties.
-func before(a, b *paymentIntent) bool {
-	if a.Created != b.Created {
-		return a.Created < b.Created
-	}
-	return a.Seq < b.Seq
+// comparePI orders PaymentIntents by creation, the sequence breaking ties
+// (it is unique, so two PaymentIntents are never equal).
+func comparePI(a, b *paymentIntent) int {
+	return cmp.Or(cmp.Compare(a.Created, b.Created), cmp.Compare(a.Seq, b.Seq))
 }
+
+// before reports whether a comes before b in the list order.
+func before(a, b *paymentIntent) bool { return comparePI(a, b) < 0 }
 
 func (s *Server) insertPI(pi *paymentIntent) {
 	s.pis[pi.ID] = pi

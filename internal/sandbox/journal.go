@@ -11,7 +11,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"sort"
+	"slices"
 )
 
 // Journal bounds: a line longer than maxRecord is corrupt; the journal is
@@ -406,7 +406,7 @@ func (s *Server) apply(rec record) {
 
 // sortOrder restores the list order after a replay.
 func (s *Server) sortOrder() {
-	sort.Slice(s.order, func(i, j int) bool { return before(s.order[i], s.order[j]) })
+	slices.SortFunc(s.order, comparePI)
 }
 
 // append writes recs as one write and fsyncs. When the write fails, stores
@@ -551,7 +551,7 @@ func (s *Server) snapshot() []record {
 	for id := range s.pms {
 		ids = append(ids, id)
 	}
-	sort.Strings(ids)
+	slices.Sort(ids)
 	for _, id := range ids {
 		recs = append(recs, record{Kind: "pm", PM: s.pms[id]})
 	}

@@ -1,7 +1,7 @@
 package sandbox
 
 import (
-	"sort"
+	"slices"
 	"time"
 )
 
@@ -121,7 +121,7 @@ func (s *Server) ledger(donationID string, entries bool) Ledger {
 			l.ChargedTwice = append(l.ChargedTwice, did)
 		}
 	}
-	sort.Strings(l.ChargedTwice)
+	slices.Sort(l.ChargedTwice)
 	c.PaymentIntents = len(s.pis)
 	c.Donations = len(donations)
 	for _, n := range succeeded {

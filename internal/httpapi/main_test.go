@@ -1,0 +1,13 @@
+package httpapi
+
+import (
+	"testing"
+
+	"go.uber.org/goleak"
+)
+
+// TestMain fails the package's tests when a goroutine outlives them: every
+// one that httpapi starts must end on Close or Stop.
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m)
+}

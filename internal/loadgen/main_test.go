@@ -1,0 +1,13 @@
+package loadgen
+
+import (
+	"testing"
+
+	"go.uber.org/goleak"
+)
+
+// TestMain fails the package's tests when a goroutine outlives them: every
+// one that loadgen starts must end on Close or Stop.
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m)
+}
