@@ -1,6 +1,7 @@
 package postgres
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/json"
@@ -871,18 +872,8 @@ func (s *Store) ClaimDonations(ctx context.Context, owner string, n int, now tim
 	if err != nil {
 		return nil, err
 	}
-	slices.SortFunc(out, func(a, b *floodgate.Donation) int { return cmpInt64(a.Seq, b.Seq) })
+	slices.SortFunc(out, func(a, b *floodgate.Donation) int { return cmp.Compare(a.Seq, b.Seq) })
 	return out, nil
-}
-
-func cmpInt64(a, b int64) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 // ExtendLeases implements floodgate.Store.

@@ -1,6 +1,7 @@
 package sqlite
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"database/sql"
@@ -688,18 +689,8 @@ func (s *Store) ClaimDonations(ctx context.Context, owner string, n int, now tim
 		return nil, err
 	}
 	out := append(orphans, fresh...)
-	slices.SortFunc(out, func(a, b *floodgate.Donation) int { return cmpInt64(a.Seq, b.Seq) })
+	slices.SortFunc(out, func(a, b *floodgate.Donation) int { return cmp.Compare(a.Seq, b.Seq) })
 	return out, nil
-}
-
-func cmpInt64(a, b int64) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 func queryDonations(ctx context.Context, q interface {
