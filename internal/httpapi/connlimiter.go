@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/floodgate/floodgate/internal/ingest"
 	"github.com/floodgate/floodgate/internal/metrics"
 )
 
@@ -301,18 +302,16 @@ func (l *ConnLimiter) clientOf(a net.Addr) (netip.Addr, bool) {
 	return clientKey(ip.Unmap(), l.limits.Uncapped)
 }
 
-// clientKey is the client ip counts as: itself for IPv4, its /64 for
-// IPv6. ok is false when ip is uncapped.
+// clientKey is the client ip counts as: the subscriber's block the
+// card-testing limits count it under too (ingest.SubscriberPrefix). ok is
+// false when ip is uncapped.
 func clientKey(ip netip.Addr, uncapped []netip.Prefix) (key netip.Addr, ok bool) {
 	for _, p := range uncapped {
 		if p.Contains(ip) {
 			return netip.Addr{}, false
 		}
 	}
-	if ip.Is6() {
-		return netip.PrefixFrom(ip, 64).Masked().Addr(), true
-	}
-	return ip, true
+	return ingest.SubscriberPrefix(ip).Addr(), true
 }
 
 // Close closes the connection and gives its slot back.

@@ -7,13 +7,6 @@ import (
 	"time"
 )
 
-// LimitListener serves at most max connections at once: a ConnLimiter
-// with no cap per client. See ConnLimiter for what happens past the
-// limit.
-func LimitListener(l net.Listener, max int, retryAfter time.Duration) net.Listener {
-	return NewConnLimiter(l, ConnLimits{Max: max, RetryAfter: retryAfter})
-}
-
 // reject writes reply, then reads what the client sent for a moment
 // before closing, so that closing with unread data does not reset the
 // connection before the client has read the answer.

@@ -14,7 +14,7 @@ import (
 	"github.com/floodgate/floodgate/internal/metrics"
 )
 
-// TestLimitListenerAnswers503: past its limit, a connection gets a 503
+// TestLimitListenerAnswers503: past its limit (no cap per client), a connection gets a 503
 // with Retry-After at once instead of hanging; once a slot frees, requests
 // are served again.
 func TestLimitListenerAnswers503(t *testing.T) {
@@ -23,7 +23,7 @@ func TestLimitListenerAnswers503(t *testing.T) {
 		t.Fatal(err)
 	}
 	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { _, _ = io.WriteString(w, "ok") })}
-	go func() { _ = srv.Serve(LimitListener(ln, 2, 3*time.Second)) }()
+	go func() { _ = srv.Serve(NewConnLimiter(ln, ConnLimits{Max: 2, RetryAfter: 3 * time.Second})) }()
 	defer srv.Close()
 	addr := ln.Addr().String()
 

@@ -171,12 +171,20 @@ func AddressPrefix(addr string) (p netip.Prefix, ok bool) {
 	if err != nil {
 		return netip.Prefix{}, false
 	}
+	return SubscriberPrefix(ip), true
+}
+
+// SubscriberPrefix is the block of addresses one subscriber holds, which
+// every per-client count (the card-testing limits, the connection cap)
+// counts ip under: an IPv4 address alone (IPv4-mapped IPv6 included), or
+// the /64 of an IPv6 one.
+func SubscriberPrefix(ip netip.Addr) netip.Prefix {
 	ip = ip.Unmap().WithZone("")
 	if ip.Is4() {
-		return netip.PrefixFrom(ip, 32), true
+		return netip.PrefixFrom(ip, 32)
 	}
-	p, _ = ip.Prefix(64)
-	return p, true
+	p, _ := ip.Prefix(64)
+	return p
 }
 
 // addressHash is the key addr is counted under; ok is false for no
