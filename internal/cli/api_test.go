@@ -429,9 +429,7 @@ func TestThreeDSecureChallenge(t *testing.T) {
 // TestGeneratedAdminToken: with no admin token configured, the first start
 // prints one, keeps only its hash, and later starts print nothing.
 func TestGeneratedAdminToken(t *testing.T) {
-	cfg := config.Defaults()
-	cfg.Addr, cfg.DataDir = "127.0.0.1:0", t.TempDir()
-	cfg.MetricsAddr = "127.0.0.1:0"
+	cfg := loopbackDefaults(t)
 	var out strings.Builder
 	m := &Main{Config: cfg, Stdout: &out}
 	if err := m.Open(context.Background()); err != nil {

@@ -27,9 +27,8 @@ func TestTokenOnlyAfterStart(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer busy.Close()
-	cfg := config.Defaults()
-	cfg.Addr, cfg.DataDir = busy.Addr().String(), t.TempDir()
-	cfg.MetricsAddr = "127.0.0.1:0"
+	cfg := loopbackDefaults(t)
+	cfg.Addr = busy.Addr().String()
 	var out strings.Builder
 	m := &Main{Config: cfg, Stdout: &out}
 	if err := m.Open(context.Background()); err == nil {
@@ -64,9 +63,7 @@ func TestTokenOnlyAfterStart(t *testing.T) {
 // that a running node accepts (and the old one stops working) without a
 // restart; with a configured token it refuses, naming the setting.
 func TestAdminTokenReset(t *testing.T) {
-	cfg := config.Defaults()
-	cfg.Addr, cfg.DataDir = "127.0.0.1:0", t.TempDir()
-	cfg.MetricsAddr = "127.0.0.1:0"
+	cfg := loopbackDefaults(t)
 	var first strings.Builder
 	m := &Main{Config: cfg, Stdout: &first}
 	if err := m.Open(context.Background()); err != nil {
@@ -143,9 +140,8 @@ func TestAdminAuthThrottled(t *testing.T) {
 // configured webhook secret leave no secret in the log.
 func TestNoSecretInLogs(t *testing.T) {
 	var logs syncBuffer
-	cfg := config.Defaults()
-	cfg.Addr, cfg.DataDir, cfg.Demo, cfg.AdminToken = "127.0.0.1:0", t.TempDir(), true, testAdminToken
-	cfg.MetricsAddr = "127.0.0.1:0"
+	cfg := loopbackDefaults(t)
+	cfg.Demo, cfg.AdminToken = true, testAdminToken
 	cfg.AddressLimit, cfg.EmailLimit = 0, 0
 	cfg.StripeWebhookSecret = "whsec_neverlogged0123456789"
 	m := &Main{Config: cfg, Logger: newLogger(&logs, "debug", "text")}

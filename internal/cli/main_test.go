@@ -47,10 +47,7 @@ func startMainAt(tb testing.TB, clock floodgate.Clock, change func(*config.Confi
 // opens (its clocks).
 func startMainWith(tb testing.TB, setup func(*Main), change func(*config.Config)) *Main {
 	tb.Helper()
-	cfg := config.Defaults()
-	cfg.Addr = "127.0.0.1:0"
-	cfg.MetricsAddr = "127.0.0.1:0"
-	cfg.DataDir = tb.TempDir()
+	cfg := loopbackDefaults(tb)
 	cfg.Demo = true
 	cfg.AdminToken = testAdminToken
 	// Most tests reuse one email from 127.0.0.1, and many decline cards
@@ -61,6 +58,15 @@ func startMainWith(tb testing.TB, setup func(*Main), change func(*config.Config)
 		change(cfg)
 	}
 	return openMainWith(tb, cfg, setup)
+}
+
+// loopbackDefaults is every default but where the node listens (free
+// loopback ports, public and metrics) and keeps its state (a temporary
+// directory), so that tests run side by side.
+func loopbackDefaults(tb testing.TB) *config.Config {
+	cfg := config.Defaults()
+	cfg.Addr, cfg.MetricsAddr, cfg.DataDir = "127.0.0.1:0", "127.0.0.1:0", tb.TempDir()
+	return cfg
 }
 
 func openMain(tb testing.TB, cfg *config.Config) *Main {
