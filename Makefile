@@ -25,10 +25,7 @@ FUZZ := ./internal/ingest/:FuzzDecodeDonation ./internal/httpapi/:FuzzCampaignRe
 	./internal/sandbox/:FuzzParseForm ./internal/sandbox/:FuzzHandlers ./internal/sandbox/:FuzzJournalReplay
 
 fuzz: ## Run each fuzz target for FUZZTIME (default 15s).
-	@set -e; for t in $(FUZZ); do \
-		echo "fuzz $${t#*:} ($${t%%:*}) for $(FUZZTIME)"; \
-		$(GO) test -run '^$$' -fuzz "^$${t#*:}$$" -fuzztime $(FUZZTIME) -fuzzminimizetime 5s "$${t%%:*}"; \
-	done
+	GO=$(GO) FUZZTIME=$(FUZZTIME) scripts/fuzz.sh $(FUZZ)
 
 bench: ## Go benchmarks, then floodgate side by side with the ceiling and the naive design (bench/results/).
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) ./...
