@@ -47,10 +47,15 @@ type Backlog struct {
 	Oldest time.Time
 }
 
-// Store keeps campaigns, donations and totals. The accepted donation IS the
-// queue: nothing acknowledged lives only in memory. Every method is safe
-// for concurrent use; errors are *Error with the codes named, or internal.
-type Store interface {
+// The store is described by role: each consumer takes only the role it
+// uses (the live-totals hub needs Totals, not the store). Store is all of
+// them, the contract both engines pass in internal/storetest. Every method
+// is safe for concurrent use; errors are *Error with the codes named, or
+// internal.
+
+// Campaigns keeps campaigns and their totals. The admin API, --demo and
+// the accept path's campaign cache use it.
+type Campaigns interface {
 	// CreateCampaign stores a new campaign and its zero totals.
 	// ECONFLICT if the id exists. Called by the admin API and --demo.
 	CreateCampaign(ctx context.Context, c *Campaign) error
@@ -63,7 +68,10 @@ type Store interface {
 	Campaigns(ctx context.Context) ([]*Campaign, error)
 	// Totals returns a campaign's totals. ENOTFOUND.
 	Totals(ctx context.Context, campaignID string) (*Totals, error)
+}
 
+// Intake makes accepted gifts durable: the accept path's one writer.
+type Intake interface {
 	// AcceptDonations stores a batch in one durable transaction (fsync
 	// before it returns) and returns one result per donation, in order; a
 	// key already held is answered by Replay.
@@ -71,28 +79,30 @@ type Store interface {
 	// error means nothing of the batch was kept. Called by the ingest
 	// batcher only.
 	AcceptDonations(ctx context.Context, ds []*Donation) ([]AcceptResult, error)
-	// Donation returns one donation. ENOTFOUND.
-	Donation(ctx context.Context, id string) (*Donation, error)
 	// DonationByKey returns the donation holding an idempotency key in a
 	// campaign. ENOTFOUND. The accept path asks it only when a campaign is
 	// no longer open, so that a replay still answers its donation.
 	DonationByKey(ctx context.Context, campaignID, key string) (*Donation, error)
+}
+
+// Ledger reads donations and their history.
+type Ledger interface {
+	// Donation returns one donation. ENOTFOUND.
+	Donation(ctx context.Context, id string) (*Donation, error)
 	// DonationByPaymentIntent returns the donation a PaymentIntent was
 	// recorded for. ENOTFOUND.
 	DonationByPaymentIntent(ctx context.Context, paymentIntentID string) (*Donation, error)
 	// History returns a donation's status changes, oldest first.
 	History(ctx context.Context, id string) ([]StatusChange, error)
-	// CancelDonation cancels a donation still waiting (accepted), as
-	// ApplyCancel decides. ENOTFOUND; ESTATE in any other status.
-	CancelDonation(ctx context.Context, id string, now time.Time) (*Donation, error)
-	// ReplacePaymentMethod puts a failed donation back in line, at its old
-	// place, with a new payment method and a new key generation, as
-	// ApplyPaymentMethod decides. ENOTFOUND; ESTATE unless failed.
-	ReplacePaymentMethod(ctx context.Context, id, paymentMethod string, now time.Time) (*Donation, error)
+}
+
+// Line is the line of gifts waiting to be charged and every state change
+// made to them: claims and leases for the dispatcher, the outcomes it and
+// the provider's webhooks report, and the donor's own cancel and retry.
+type Line interface {
 	// Backlog describes the line of waiting donations; it is cheap (index
 	// look-ups only) whatever the line's length.
 	Backlog(ctx context.Context) (Backlog, error)
-
 	// ClaimDonations moves up to n donations to processing for owner, in
 	// line order, with a lease until now+lease. Donations already
 	// processing whose lease has expired (their dispatcher died) come
@@ -134,15 +144,36 @@ type Store interface {
 	// ActionExpired returns up to n donations in requires_action since
 	// before.
 	ActionExpired(ctx context.Context, before time.Time, n int) ([]*Donation, error)
+	// CancelDonation cancels a donation still waiting (accepted), as
+	// ApplyCancel decides. ENOTFOUND; ESTATE in any other status.
+	CancelDonation(ctx context.Context, id string, now time.Time) (*Donation, error)
+	// ReplacePaymentMethod puts a failed donation back in line, at its old
+	// place, with a new payment method and a new key generation, as
+	// ApplyPaymentMethod decides. ENOTFOUND; ESTATE unless failed.
+	ReplacePaymentMethod(ctx context.Context, id, paymentMethod string, now time.Time) (*Donation, error)
+}
 
+// Budgets shares the provider's rate limit between nodes.
+type Budgets interface {
 	// TakeBudget takes permits from a provider budget shared by every
 	// node, applying BudgetState.Take under a lock.
 	TakeBudget(ctx context.Context, r BudgetRequest) (BudgetGrant, error)
+}
+
+// Settings keeps run-time settings and secrets shared by every node.
+type Settings interface {
 	// Setting returns a run-time setting shared by every node and when it
 	// was set. ENOTFOUND when it was never set.
 	Setting(ctx context.Context, name string) (string, time.Time, error)
 	// SetSetting sets a run-time setting for every node.
 	SetSetting(ctx context.Context, name, value string, now time.Time) error
+	// Secret returns the named secret shared by every node, creating 32
+	// random bytes on first use.
+	Secret(ctx context.Context, name string) ([]byte, error)
+}
+
+// CardBlocks keeps the card fingerprints refused after card testing.
+type CardBlocks interface {
 	// BlockFingerprint refuses a card fingerprint until until (a later
 	// block extends it).
 	BlockFingerprint(ctx context.Context, fingerprint string, now, until time.Time) error
@@ -151,10 +182,18 @@ type Store interface {
 	// FingerprintsBlockedSince counts the fingerprints blocked at or after
 	// since (a sign of card testing under way).
 	FingerprintsBlockedSince(ctx context.Context, since time.Time) (int, error)
+}
 
-	// Secret returns the named secret shared by every node, creating 32
-	// random bytes on first use.
-	Secret(ctx context.Context, name string) ([]byte, error)
+// Store keeps campaigns, donations and totals. The accepted donation IS the
+// queue: nothing acknowledged lives only in memory.
+type Store interface {
+	Campaigns
+	Intake
+	Ledger
+	Line
+	Budgets
+	Settings
+	CardBlocks
 	// Ping checks that the store answers and takes writes (a node whose
 	// every commit fails must not be ready): it makes one small write.
 	// Readiness checks call it, not request paths.

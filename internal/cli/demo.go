@@ -8,7 +8,7 @@ import (
 )
 
 // createDemo creates the demo campaign unless it exists.
-func createDemo(ctx context.Context, store floodgate.Store, now time.Time) error {
+func createDemo(ctx context.Context, store floodgate.Campaigns, now time.Time) error {
 	c := &floodgate.Campaign{
 		ID: "demo", Name: "Demo appeal", Currency: "eur", Goal: 1_000_000,
 		MinAmount: 500, MaxAmount: 1_000_000,

@@ -249,7 +249,7 @@ func asUsageError(err error) error {
 // Aid on in a campaign. A campaign not in pounds is exported all the same,
 // in its own currency, with a warning on stderr: a charity may have taken
 // UK taxpayers' gifts in euro and must convert them itself.
-func giftAidRows(ctx context.Context, store floodgate.Store, reports floodgate.Reports, id string, stderr io.Writer) ([][]string, error) {
+func giftAidRows(ctx context.Context, store floodgate.Campaigns, reports floodgate.Reports, id string, stderr io.Writer) ([][]string, error) {
 	c, err := store.Campaign(ctx, id)
 	if floodgate.ErrorCode(err) == floodgate.ENOTFOUND {
 		return nil, usageError{fmt.Sprintf("export gift-aid: there is no campaign %q", id)}

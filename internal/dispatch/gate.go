@@ -36,7 +36,7 @@ var (
 // fetched a fifth of a second's worth at a time and spent evenly, at the
 // shared rate, by a local limiter.
 type sharedGate struct {
-	store      floodgate.Store
+	store      floodgate.Budgets
 	name       string
 	configured float64
 	clock      floodgate.Clock
@@ -51,7 +51,7 @@ type sharedGate struct {
 	lim     *rate.Limiter
 }
 
-func newSharedGate(store floodgate.Store, name string, r float64, clock floodgate.Clock, log *slog.Logger) *sharedGate {
+func newSharedGate(store floodgate.Budgets, name string, r float64, clock floodgate.Clock, log *slog.Logger) *sharedGate {
 	return &sharedGate{store: store, name: name, configured: r, clock: clock, log: log, rate: r,
 		lim: rate.NewLimiter(rate.Limit(r), 1)}
 }

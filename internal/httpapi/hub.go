@@ -25,12 +25,18 @@ type HubOptions struct {
 	Logger         *slog.Logger
 }
 
+// Totals is what the hub reads: a campaign's totals (floodgate.Campaigns
+// has it).
+type Totals interface {
+	Totals(ctx context.Context, campaignID string) (*floodgate.Totals, error)
+}
+
 // Hub fans live totals out to SSE subscribers. It reads each watched
 // campaign's totals from the store once per interval, whatever the number
 // of subscribers, so totals changed by any node reach every node's
 // subscribers, and a burst of settlements becomes one event.
 type Hub struct {
-	store floodgate.Store
+	store Totals
 	opts  HubOptions
 	log   *slog.Logger
 
@@ -52,7 +58,7 @@ type subscriber struct {
 }
 
 // NewHub returns a Hub; Run drives it.
-func NewHub(store floodgate.Store, opts HubOptions) *Hub {
+func NewHub(store Totals, opts HubOptions) *Hub {
 	if opts.Interval <= 0 {
 		opts.Interval = 250 * time.Millisecond
 	}

@@ -31,9 +31,17 @@ type Accepted struct {
 	DonorToken string
 }
 
+// Store is the roles the accept path uses: the intake it commits to, the
+// campaigns it caches, and the setting that holds its donor-token secret.
+type Store interface {
+	floodgate.Intake
+	floodgate.Campaigns
+	floodgate.Settings
+}
+
 // Service validates donations and makes them durable through the batcher.
 type Service struct {
-	store   floodgate.Store
+	store   Store
 	clock   floodgate.Clock
 	batcher *Batcher[*floodgate.Donation, floodgate.AcceptResult]
 	tokens  *Tokens
@@ -51,7 +59,7 @@ type cachedCampaign struct {
 }
 
 // New returns a started Service. Stop drains it.
-func New(ctx context.Context, store floodgate.Store, opts Options) (*Service, error) {
+func New(ctx context.Context, store Store, opts Options) (*Service, error) {
 	if opts.Clock == nil {
 		opts.Clock = floodgate.SystemClock{}
 	}
