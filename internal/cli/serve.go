@@ -166,12 +166,12 @@ func (m *Main) Open(ctx context.Context) error {
 		ActionTimeout: cfg.ActionTimeout, ReleaseAllOnStart: single, SharedBudgets: !single, Clock: m.Clock, Logger: m.Logger,
 		Policy:    dispatch.PolicyFor(cfg.KeyRetention),
 		CardBlock: cfg.CardBlock, CardTestingArm: cfg.CardTestingArm,
-		Metrics: m.Metrics, Settled: func(*floodgate.Donation) { m.hub.Notify() },
+		Metrics: m.Metrics, Settled: func(*floodgate.PaymentOrder) { m.hub.Notify() },
 		// The card-testing defence learns every charge's outcome by client
 		// address, and screens gifts from suspect addresses before they are
 		// sent.
 		Outcome: m.Guard.Learn,
-		Screen:  func(d *floodgate.Donation) bool { return m.Guard.Screen(d.ClientAddr) },
+		Screen:  func(o *floodgate.PaymentOrder) bool { return m.Guard.Screen(o.ClientAddr) },
 	})
 	m.Metrics.GaugeFunc("floodgate_ingest_queue_depth", "Donations waiting for a group commit.",
 		func() float64 { return float64(m.Ingest.QueueLen()) })

@@ -66,16 +66,17 @@ type Options struct {
 	// Metrics may be nil.
 	Metrics *metrics.Metrics
 	// Settled is called after every settlement, and after a refund or a
-	// dispute is recorded (to push live totals).
-	Settled func(d *floodgate.Donation)
+	// dispute is recorded (to push live totals), with the order as it now
+	// is.
+	Settled func(o *floodgate.PaymentOrder)
 	// Outcome, when set, is called after every settlement of a charge,
 	// here or from a webhook, never for a refund or a dispute: the
 	// card-testing defence learns each address's declines and successes.
-	Outcome func(d *floodgate.Donation)
+	Outcome func(o *floodgate.PaymentOrder)
 	// Screen, when set, is asked before a gift that never reached the
 	// provider is charged; false fails it unsent (card-testing defence:
 	// its client address is suspect and past its allowance).
-	Screen func(d *floodgate.Donation) bool
+	Screen func(o *floodgate.PaymentOrder) bool
 }
 
 // Dispatcher charges accepted donations. Start it once; Stop it once or
@@ -90,9 +91,12 @@ type Dispatcher struct {
 	breaker  *breaker
 	paused   atomic.Bool
 
-	work     chan *floodgate.Donation
+	work     chan *floodgate.PaymentOrder
 	inFlight atomic.Int64
-	wake     chan struct{}
+	// held is every claim this dispatcher holds: renewed while it works,
+	// released when it stops.
+	held heldClaims
+	wake chan struct{}
 
 	line lineState
 
@@ -138,8 +142,8 @@ func New(store floodgate.Store, provider floodgate.Provider, opts Options) *Disp
 	d := &Dispatcher{
 		opts: opts, store: store, provider: provider, log: logger(opts.Logger), breaker: newBreaker(),
 		create: newPacer(opts.Rate, now), global: newPacer(opts.GlobalRate, now),
-		work: make(chan *floodgate.Donation, opts.Queue), wake: make(chan struct{}, 1),
-		cancels: map[string]cancelRetry{},
+		work: make(chan *floodgate.PaymentOrder, opts.Queue), wake: make(chan struct{}, 1),
+		cancels: map[string]cancelRetry{}, held: heldClaims{m: map[string]int64{}},
 	}
 	if opts.SharedBudgets {
 		d.create = newSharedGate(store, floodgate.BudgetPaymentIntents, opts.Rate, opts.Clock, d.log)
@@ -159,8 +163,8 @@ func logger(l *slog.Logger) *slog.Logger {
 // Start launches the claimer, the workers and the housekeeping loops.
 func (d *Dispatcher) Start(ctx context.Context) error {
 	if d.opts.ReleaseAllOnStart {
-		if err := d.store.ReleaseLeases(ctx, ""); err != nil {
-			return fmt.Errorf("dispatch: release leases: %w", err)
+		if err := d.store.TakeBackClaims(ctx); err != nil {
+			return fmt.Errorf("dispatch: take back claims: %w", err)
 		}
 	}
 	ctx, d.cancel = context.WithCancel(context.WithoutCancel(ctx))
@@ -204,8 +208,8 @@ func (d *Dispatcher) Stop() {
 		d.wg.Wait()
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
-		if err := d.store.ReleaseLeases(ctx, d.opts.Owner); err != nil {
-			d.log.Warn("dispatch: releasing leases at stop", "err", err)
+		if err := d.store.ReleaseClaims(ctx, d.held.list()); err != nil {
+			d.log.Warn("dispatch: releasing claims at stop", "err", err)
 		}
 	})
 }
@@ -258,7 +262,7 @@ func (d *Dispatcher) claimLoop(ctx context.Context) {
 		}
 		next := d.opts.Poll
 		if room > 0 {
-			ds, err := d.store.ClaimDonations(ctx, d.opts.Owner, room, d.opts.Clock.Now(), d.opts.Lease)
+			ds, err := d.store.ClaimOrders(ctx, d.opts.Owner, room, d.opts.Lease)
 			if err != nil {
 				if ctx.Err() == nil {
 					d.log.Error("dispatch: claim failed", "err", err)
@@ -266,6 +270,7 @@ func (d *Dispatcher) claimLoop(ctx context.Context) {
 				next = time.Second
 			}
 			for _, don := range ds {
+				d.held.add(don)
 				d.inFlight.Add(1)
 				d.work <- don // room was reserved above; only this loop sends
 			}
@@ -295,6 +300,7 @@ func (d *Dispatcher) workLoop(ctx context.Context) {
 			return
 		case don := <-d.work:
 			d.charge(ctx, don)
+			d.held.done(don.ID)
 			d.inFlight.Add(-1)
 		}
 	}
@@ -305,14 +311,9 @@ func (d *Dispatcher) workLoop(ctx context.Context) {
 // (those are retried for as long as they last).
 const maxGenerations = 3
 
-// key is the idempotency key of a donation's charge at a key generation.
-func key(don *floodgate.Donation) string {
-	return fmt.Sprintf("floodgate-%s-%d", don.ID, don.Attempt)
-}
-
-// charge drives one donation until it is settled, or until the dispatcher
+// charge drives one order until it is settled, or until the dispatcher
 // stops (then it keeps its key and resumes later).
-func (d *Dispatcher) charge(ctx context.Context, don *floodgate.Donation) {
+func (d *Dispatcher) charge(ctx context.Context, don *floodgate.PaymentOrder) {
 	if d.screenedOut(ctx, don) || d.cardBlocked(ctx, don) {
 		return
 	}
@@ -322,12 +323,7 @@ func (d *Dispatcher) charge(ctx context.Context, don *floodgate.Donation) {
 			now := d.opts.Clock.Now()
 			don.KeySince = &now
 		}
-		req := floodgate.ChargeRequest{
-			DonationID: don.ID, PaymentIntentID: don.PaymentIntentID, Amount: don.Amount, Currency: don.Currency,
-			PaymentMethod: don.PaymentMethod, IdempotencyKey: key(don),
-			Description: "Donation " + don.ID + " to " + don.CampaignID,
-			Metadata:    map[string]string{"campaign": don.CampaignID},
-		}
+		req := don.ChargeRequest()
 		op := "create"
 		if req.PaymentIntentID != "" {
 			op = "confirm"
@@ -373,16 +369,16 @@ func (d *Dispatcher) charge(ctx context.Context, don *floodgate.Donation) {
 				// hides the outcome (a payment method already used). Stop:
 				// failing now is safe, and the donor may bring another
 				// card.
-				d.log.Error("dispatch: giving up after repeated unknown outcomes with no payment", "donation", don.ID, "err", err)
-				d.settle(ctx, floodgate.Settlement{DonationID: don.ID, Status: floodgate.StatusFailed, FailureCode: "processing_error",
+				d.log.Error("dispatch: giving up after repeated unknown outcomes with no payment", "order", don.ID, "err", err)
+				d.settle(ctx, floodgate.Settlement{OrderID: don.ID, Token: don.Token, Status: floodgate.StatusFailed, FailureCode: "processing_error",
 					Note: "no payment after repeated unknown outcomes: " + dec.Class, At: d.opts.Clock.Now()})
 				return
 			}
 			continue
 		case Hold:
-			d.log.Error("dispatch: the provider refuses our credentials; charging is held", "donation", don.ID, "err", err)
+			d.log.Error("dispatch: the provider refuses our credentials; charging is held", "order", don.ID, "err", err)
 		default:
-			d.log.Debug("dispatch: retrying with the same key", "donation", don.ID, "class", dec.Class, "wait", dec.Wait, "err", err)
+			d.log.Debug("dispatch: retrying with the same key", "order", don.ID, "class", dec.Class, "wait", dec.Wait, "err", err)
 		}
 		if dec.SlowDown {
 			now := d.opts.Clock.Now()
@@ -481,21 +477,23 @@ func sleep(ctx context.Context, d time.Duration) bool {
 	}
 }
 
-// apply records what a PaymentIntent says about a donation. It returns
-// the donation to charge again when the PaymentIntent still needs a
-// confirmation (it exists, but no confirm of ours ran on it), else nil.
-func (d *Dispatcher) apply(ctx context.Context, don *floodgate.Donation, p *floodgate.Payment) *floodgate.Donation {
+// apply records what a PaymentIntent says about an order, under its
+// claim. It returns the order to charge again when the PaymentIntent still
+// needs a confirmation (it exists, but no confirm of ours ran on it), else
+// nil.
+func (d *Dispatcher) apply(ctx context.Context, don *floodgate.PaymentOrder, p *floodgate.Payment) *floodgate.PaymentOrder {
 	for polls := 0; ; polls++ {
 		if s, ok := settlementFor(don, p, d.opts.Clock.Now()); ok {
+			s.Token = don.Token
 			d.settle(ctx, s)
 			return nil
 		}
 		switch p.Status {
 		case floodgate.PaymentRequiresConfirmation:
 			// Confirm that PaymentIntent, under a key of its own.
-			next, err := d.store.NewKeyGeneration(ctx, d.opts.Owner, don.ID, don.Attempt, p.ID, d.opts.Clock.Now())
+			next, err := d.store.NewKeyGeneration(ctx, don.Claim(), don.Attempt, p.ID, d.opts.Clock.Now())
 			if err != nil {
-				d.log.Error("dispatch: recording a PaymentIntent to confirm failed", "donation", don.ID, "payment_intent", p.ID, "err", err)
+				d.log.Error("dispatch: recording a PaymentIntent to confirm failed", "order", don.ID, "payment_intent", p.ID, "err", err)
 				d.deferDonation(ctx, don, d.opts.DeferWait)
 				return nil
 			}
@@ -509,7 +507,7 @@ func (d *Dispatcher) apply(ctx context.Context, don *floodgate.Donation, p *floo
 			}
 		default:
 			// requires_capture: floodgate never asks for manual capture.
-			d.log.Error("dispatch: incident: a PaymentIntent in a status floodgate never asks for", "donation", don.ID,
+			d.log.Error("dispatch: incident: a PaymentIntent in a status floodgate never asks for", "order", don.ID,
 				"payment_intent", p.ID, "status", p.Status)
 			d.deferDonation(ctx, don, 10*d.opts.DeferWait)
 			return nil
@@ -523,7 +521,7 @@ func (d *Dispatcher) apply(ctx context.Context, don *floodgate.Donation, p *floo
 		})
 		if err != nil {
 			if ctx.Err() == nil {
-				d.log.Warn("dispatch: retrieving a processing payment failed", "donation", don.ID, "err", err)
+				d.log.Warn("dispatch: retrieving a processing payment failed", "order", don.ID, "err", err)
 			}
 			continue
 		}
@@ -536,9 +534,10 @@ func (d *Dispatcher) apply(ctx context.Context, don *floodgate.Donation, p *floo
 const processingPolls = 30
 
 // settlementFor is what a PaymentIntent in its current status means for
-// the donation; ok is false for a status that settles nothing.
-func settlementFor(don *floodgate.Donation, p *floodgate.Payment, at time.Time) (floodgate.Settlement, bool) {
-	s := floodgate.Settlement{DonationID: don.ID, PaymentIntentID: p.ID, At: at}
+// the order, made under no claim; ok is false for a status that settles
+// nothing.
+func settlementFor(don *floodgate.PaymentOrder, p *floodgate.Payment, at time.Time) (floodgate.Settlement, bool) {
+	s := floodgate.Settlement{OrderID: don.ID, PaymentIntentID: p.ID, At: at}
 	switch p.Status {
 	case floodgate.PaymentSucceeded:
 		s.Status = floodgate.StatusSucceeded
@@ -555,8 +554,8 @@ func settlementFor(don *floodgate.Donation, p *floodgate.Payment, at time.Time) 
 }
 
 // settleDeclined records a final provider refusal.
-func (d *Dispatcher) settleDeclined(ctx context.Context, don *floodgate.Donation, err error) {
-	s := floodgate.Settlement{DonationID: don.ID, Status: floodgate.StatusFailed, At: d.opts.Clock.Now()}
+func (d *Dispatcher) settleDeclined(ctx context.Context, don *floodgate.PaymentOrder, err error) {
+	s := floodgate.Settlement{OrderID: don.ID, Token: don.Token, Status: floodgate.StatusFailed, At: d.opts.Clock.Now()}
 	var pe *floodgate.ProviderError
 	if errors.As(err, &pe) && pe.Kind == floodgate.ProviderCard && pe.Payment != nil {
 		d.blockCard(ctx, pe.Payment.Fingerprint, pe.Code, pe.DeclineCode)
@@ -566,7 +565,7 @@ func (d *Dispatcher) settleDeclined(ctx context.Context, don *floodgate.Donation
 		if pe.Kind != floodgate.ProviderCard {
 			s.FailureCode = "processing_error"
 			s.Note = "provider refused the request: " + pe.Code
-			d.log.Error("dispatch: provider refused a charge request", "donation", don.ID, "err", err)
+			d.log.Error("dispatch: provider refused a charge request", "order", don.ID, "err", err)
 		}
 		if pe.Payment != nil {
 			s.PaymentIntentID = pe.Payment.ID
@@ -579,8 +578,8 @@ func (d *Dispatcher) settle(ctx context.Context, s floodgate.Settlement) {
 	// The payment outcome is known and must not be lost; if this process
 	// dies first, the lease lapses and the same key returns the same
 	// outcome.
-	var don *floodgate.Donation
-	err := d.persist(ctx, "recording a settlement", s.DonationID, func() (err error) {
+	var don *floodgate.PaymentOrder
+	err := d.persist(ctx, "recording a settlement", s.OrderID, func() (err error) {
 		don, err = d.store.Settle(ctx, s)
 		return err
 	})
@@ -596,21 +595,23 @@ func (d *Dispatcher) settle(ctx context.Context, s floodgate.Settlement) {
 			d.opts.Settled(don)
 		}
 	case floodgate.ErrorCode(err) == floodgate.ESTATE:
-		// Already moved on (a webhook got there first): nothing to do.
-		d.log.Debug("dispatch: settlement not applied", "donation", s.DonationID, "status", s.Status, "err", err)
+		// Already moved on (a webhook got there first), or no longer this
+		// dispatcher's (its lease ran out and another took the order
+		// over: the store kept the late result as history): nothing to do.
+		d.log.Debug("dispatch: settlement not applied", "order", s.OrderID, "status", s.Status, "err", err)
 	}
 }
 
 // persist runs write until the store takes it, refuses the move (ESTATE,
 // returned), or ctx ends, backing off between tries: a write the
 // dispatcher's promises depend on is never given up on a store failure.
-func (d *Dispatcher) persist(ctx context.Context, what, donationID string, write func() error) error {
+func (d *Dispatcher) persist(ctx context.Context, what, orderID string, write func() error) error {
 	for try := 0; ; try++ {
 		err := write()
 		if err == nil || floodgate.ErrorCode(err) == floodgate.ESTATE || ctx.Err() != nil {
 			return err
 		}
-		d.log.Error("dispatch: "+what+" failed; retrying", "donation", donationID, "err", err)
+		d.log.Error("dispatch: "+what+" failed; retrying", "order", orderID, "err", err)
 		if !sleep(ctx, d.opts.Policy.Backoff(try, rand.Float64())+100*time.Millisecond) {
 			return ctx.Err()
 		}
@@ -682,7 +683,7 @@ func (d *Dispatcher) refreshArmed(ctx context.Context) {
 // ends failed with a generic code, and the donor may bring another card.
 // A failed look-up lets the charge go (a provider hiccup must not refuse
 // donors).
-func (d *Dispatcher) cardBlocked(ctx context.Context, don *floodgate.Donation) bool {
+func (d *Dispatcher) cardBlocked(ctx context.Context, don *floodgate.PaymentOrder) bool {
 	if d.opts.CardBlock <= 0 || !d.armed.Load() || !d.neverSent(don) {
 		return false
 	}
@@ -706,12 +707,12 @@ func (d *Dispatcher) cardBlocked(ctx context.Context, don *floodgate.Donation) b
 // refuseUnsent fails a gift that never reached the provider, for the
 // card-testing defence's reason, with a failure code the donor may see
 // and a history note that says it was never sent.
-func (d *Dispatcher) refuseUnsent(ctx context.Context, don *floodgate.Donation, reason, code, note string) {
+func (d *Dispatcher) refuseUnsent(ctx context.Context, don *floodgate.PaymentOrder, reason, code, note string) {
 	if d.opts.Metrics != nil {
 		d.opts.Metrics.Blocked.WithLabelValues(reason).Inc()
 	}
-	d.log.Info("dispatch: gift refused, never sent (card-testing defence)", "donation", don.ID, "reason", reason)
-	d.settle(ctx, floodgate.Settlement{DonationID: don.ID, Status: floodgate.StatusFailed, FailureCode: code,
+	d.log.Info("dispatch: gift refused, never sent (card-testing defence)", "order", don.ID, "reason", reason)
+	d.settle(ctx, floodgate.Settlement{OrderID: don.ID, Token: don.Token, Status: floodgate.StatusFailed, FailureCode: code,
 		Note: note, At: d.opts.Clock.Now()})
 }
 
@@ -722,7 +723,7 @@ func (d *Dispatcher) refuseUnsent(ctx context.Context, don *floodgate.Donation, 
 // the key's first use with the claim's time, which is where the lease
 // starts; a resumed gift keeps the time its key was first used, earlier
 // than any lease it is claimed under again.
-func (d *Dispatcher) neverSent(don *floodgate.Donation) bool {
+func (d *Dispatcher) neverSent(don *floodgate.PaymentOrder) bool {
 	return don.PaymentIntentID == "" && don.KeySince != nil && don.LeaseUntil != nil &&
 		don.LeaseUntil.Sub(*don.KeySince) == d.opts.Lease
 }
@@ -732,7 +733,7 @@ func (d *Dispatcher) neverSent(don *floodgate.Donation) bool {
 // gifts queued from an address before it turned suspect would otherwise
 // all reach the provider. The donor may bring another card, which is
 // limited as a new gift is.
-func (d *Dispatcher) screenedOut(ctx context.Context, don *floodgate.Donation) bool {
+func (d *Dispatcher) screenedOut(ctx context.Context, don *floodgate.PaymentOrder) bool {
 	if d.opts.Screen == nil || !d.neverSent(don) || d.opts.Screen(don) {
 		return false
 	}
@@ -755,9 +756,17 @@ func GenericFailure(code, decline string) string {
 	return "card_declined"
 }
 
+// extendLeases renews every claim this dispatcher holds; a claim that no
+// longer holds its order (its lease ran out first) is not renewed, and
+// what is sent under it is refused.
 func (d *Dispatcher) extendLeases(ctx context.Context) {
-	if err := d.store.ExtendLeases(ctx, d.opts.Owner, d.opts.Clock.Now().Add(d.opts.Lease)); err != nil && ctx.Err() == nil {
+	claims := d.held.list()
+	n, err := d.store.ExtendClaims(ctx, claims, d.opts.Lease)
+	switch {
+	case err != nil && ctx.Err() == nil:
 		d.log.Error("dispatch: extending leases failed", "err", err)
+	case err == nil && n < len(claims):
+		d.log.Debug("dispatch: claims no longer held", "held", len(claims), "renewed", n)
 	}
 }
 
@@ -834,13 +843,13 @@ type cancelRetry struct {
 
 // cancelExpired cancels one expired gift at the provider and records the
 // outcome; false means it must be tried again.
-func (d *Dispatcher) cancelExpired(ctx context.Context, don *floodgate.Donation, tries int) bool {
+func (d *Dispatcher) cancelExpired(ctx context.Context, don *floodgate.PaymentOrder, tries int) bool {
 	if don.PaymentIntentID == "" {
-		d.settle(ctx, floodgate.Settlement{DonationID: don.ID, Status: floodgate.StatusCanceled,
+		d.settle(ctx, floodgate.Settlement{OrderID: don.ID, Status: floodgate.StatusCanceled,
 			From: []floodgate.DonationStatus{floodgate.StatusRequiresAction}, Note: "action timeout", At: d.opts.Clock.Now()})
 		return true
 	}
-	cancelKey := fmt.Sprintf("%s-cancel-%d", key(don), tries)
+	cancelKey := fmt.Sprintf("%s-cancel-%d", don.IdempotencyKey(), tries)
 	p, err := d.call(ctx, "cancel", false, time.Time{}, func(ctx context.Context) (*floodgate.Payment, error) {
 		return d.provider.CancelPayment(ctx, don.PaymentIntentID, cancelKey)
 	})
@@ -852,12 +861,12 @@ func (d *Dispatcher) cancelExpired(ctx context.Context, don *floodgate.Donation,
 	}
 	if err != nil {
 		if ctx.Err() == nil {
-			d.log.Warn("dispatch: canceling an expired action failed; will retry with a fresh key", "donation", don.ID, "err", err)
+			d.log.Warn("dispatch: canceling an expired action failed; will retry with a fresh key", "order", don.ID, "err", err)
 		}
 		return false
 	}
 	if p.Status == floodgate.PaymentCanceled {
-		d.settle(ctx, floodgate.Settlement{DonationID: don.ID, Status: floodgate.StatusCanceled, PaymentIntentID: p.ID,
+		d.settle(ctx, floodgate.Settlement{OrderID: don.ID, Status: floodgate.StatusCanceled, PaymentIntentID: p.ID,
 			From: []floodgate.DonationStatus{floodgate.StatusRequiresAction}, Note: "action timeout", At: d.opts.Clock.Now()})
 		return true
 	}

@@ -19,15 +19,16 @@ var confirmGap = 3 * time.Second
 // the gift is left to wait and be looked up again later.
 const lookupTries = 5
 
-// reconcile settles a donation whose last call may or may not have taken
+// reconcile settles an order whose last call may or may not have taken
 // effect. It retrieves the recorded PaymentIntent, or lists PaymentIntents
-// over the key's lifetime matching metadata.donation_id (never Search,
-// which lags), one paced request per page. When two lookups a few seconds
-// apart agree that no payment exists, it moves the donation to a new key
-// generation and returns it to be charged again; nil means the donation
+// over the key's lifetime whose metadata names the order (its Lookup:
+// metadata.donation_id for a donation, in every request format; never
+// Search, which lags), one paced request per page. When two lookups a few
+// seconds apart agree that no payment exists, it moves the order to a new
+// key generation and returns it to be charged again; nil means the order
 // was settled, deferred or abandoned.
-func (d *Dispatcher) reconcile(ctx context.Context, don *floodgate.Donation, cause error) *floodgate.Donation {
-	d.log.Info("dispatch: outcome unknown; looking the payment up", "donation", don.ID, "attempt", don.Attempt, "cause", cause)
+func (d *Dispatcher) reconcile(ctx context.Context, don *floodgate.PaymentOrder, cause error) *floodgate.PaymentOrder {
+	d.log.Info("dispatch: outcome unknown; looking the payment up", "order", don.ID, "attempt", don.Attempt, "cause", cause)
 	for round := 0; round < 2; round++ {
 		if round == 1 && !sleep(ctx, confirmGap) {
 			return nil
@@ -35,7 +36,7 @@ func (d *Dispatcher) reconcile(ctx context.Context, don *floodgate.Donation, cau
 		p, found, err := d.lookup(ctx, don)
 		if err != nil {
 			if ctx.Err() == nil {
-				d.log.Warn("dispatch: lookup failed; the gift waits and is looked up again", "donation", don.ID, "err", err)
+				d.log.Warn("dispatch: lookup failed; the gift waits and is looked up again", "order", don.ID, "err", err)
 				d.deferDonation(ctx, don, d.opts.DeferWait)
 			}
 			return nil
@@ -46,13 +47,13 @@ func (d *Dispatcher) reconcile(ctx context.Context, don *floodgate.Donation, cau
 		}
 	}
 	d.countReconciled("none")
-	nd, err := d.store.NewKeyGeneration(ctx, d.opts.Owner, don.ID, don.Attempt, "", d.opts.Clock.Now())
+	nd, err := d.store.NewKeyGeneration(ctx, don.Claim(), don.Attempt, "", d.opts.Clock.Now())
 	if err != nil {
-		d.log.Error("dispatch: new key generation failed", "donation", don.ID, "err", err)
+		d.log.Error("dispatch: new key generation failed", "order", don.ID, "err", err)
 		d.deferDonation(ctx, don, d.opts.DeferWait)
 		return nil
 	}
-	d.log.Info("dispatch: no payment exists; charging with a new key", "donation", don.ID, "attempt", nd.Attempt)
+	d.log.Info("dispatch: no payment exists; charging with a new key", "order", don.ID, "attempt", nd.Attempt)
 	return nd
 }
 
@@ -65,7 +66,7 @@ func (d *Dispatcher) reconcile(ctx context.Context, don *floodgate.Donation, cau
 // Otherwise the PaymentIntents created between the key's first use and
 // now are listed, page by page, each page one paced request; a failed page
 // is asked again from where it failed.
-func (d *Dispatcher) lookup(ctx context.Context, don *floodgate.Donation) (*floodgate.Payment, bool, error) {
+func (d *Dispatcher) lookup(ctx context.Context, don *floodgate.PaymentOrder) (*floodgate.Payment, bool, error) {
 	if don.PaymentIntentID != "" {
 		var p *floodgate.Payment
 		err := d.retry(ctx, func() (err error) {
@@ -89,7 +90,7 @@ func (d *Dispatcher) lookup(ctx context.Context, don *floodgate.Donation) (*floo
 	if don.KeySince != nil {
 		since = *don.KeySince
 	}
-	q := floodgate.PaymentQuery{CreatedFrom: since.Add(-lookupSkew), CreatedTo: d.opts.Clock.Now().Add(lookupSkew), DonationID: don.ID}
+	q := floodgate.PaymentQuery{CreatedFrom: since.Add(-lookupSkew), CreatedTo: d.opts.Clock.Now().Add(lookupSkew), Metadata: don.Lookup()}
 	var best *floodgate.Payment
 	for {
 		var page floodgate.PaymentPage
@@ -105,12 +106,12 @@ func (d *Dispatcher) lookup(ctx context.Context, don *floodgate.Donation) (*floo
 			return nil, false, err
 		}
 		for _, p := range page.Payments {
-			if p.DonationID() != don.ID {
-				d.log.Error("dispatch: incident: lookup returned a payment of another donation", "donation", don.ID, "payment_intent", p.ID, "metadata", p.Metadata)
+			if !don.Owns(p) {
+				d.log.Error("dispatch: incident: lookup returned a payment of another order", "order", don.ID, "payment_intent", p.ID, "metadata", p.Metadata)
 				continue
 			}
 			if best != nil {
-				d.log.Error("dispatch: incident: more than one payment for one donation", "donation", don.ID, "payment_intents", []string{best.ID, p.ID})
+				d.log.Error("dispatch: incident: more than one payment for one order", "order", don.ID, "payment_intents", []string{best.ID, p.ID})
 			}
 			if best == nil || p.Status == floodgate.PaymentSucceeded {
 				best = p
@@ -149,17 +150,17 @@ func (d *Dispatcher) countReconciled(outcome string) {
 	}
 }
 
-// deferDonation gives the donation's claim up for a while. A failed
-// store write is retried: this dispatcher keeps extending the leases of
-// what it claimed, so a claim it dropped unrecorded would never lapse.
-// On shutdown, releasing the leases frees it instead.
-func (d *Dispatcher) deferDonation(ctx context.Context, don *floodgate.Donation, wait time.Duration) {
+// deferDonation gives the order's claim up for a while. A failed store
+// write is retried: this dispatcher keeps extending the leases of what it
+// claimed, so a claim it dropped unrecorded would never lapse. On
+// shutdown, releasing the claims frees it instead.
+func (d *Dispatcher) deferDonation(ctx context.Context, don *floodgate.PaymentOrder, wait time.Duration) {
 	err := d.persist(ctx, "deferring", don.ID, func() error {
-		return d.store.Defer(context.WithoutCancel(ctx), d.opts.Owner, don.ID, d.opts.Clock.Now().Add(wait))
+		return d.store.Defer(context.WithoutCancel(ctx), don.Claim(), wait)
 	})
 	if floodgate.ErrorCode(err) == floodgate.ESTATE {
 		// Settled meanwhile (a webhook), or no longer this dispatcher's:
 		// nothing to give up.
-		d.log.Debug("dispatch: nothing to defer", "donation", don.ID, "err", err)
+		d.log.Debug("dispatch: nothing to defer", "order", don.ID, "err", err)
 	}
 }

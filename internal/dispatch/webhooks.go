@@ -7,20 +7,20 @@ import (
 	"github.com/floodgate/floodgate"
 )
 
-// Apply records what a verified provider event says about a donation. It
+// Apply records what a verified provider event says about a payment order. It
 // moves state only forward (the store refuses any other move), so a
 // replayed or late event is harmless: a late payment_failed never
 // overwrites succeeded. An event for a payment floodgate does not know is
 // ignored (applied false, no error); an error means the provider should
 // deliver the event again.
 func (d *Dispatcher) Apply(ctx context.Context, ev *floodgate.ProviderEvent) (applied bool, err error) {
-	don, err := d.eventDonation(ctx, ev)
+	don, err := d.eventOrder(ctx, ev)
 	if don == nil || err != nil {
 		return false, err
 	}
 	if don.PaymentIntentID != "" && ev.PaymentIntentID != "" && don.PaymentIntentID != ev.PaymentIntentID {
-		d.log.Error("dispatch: incident: an event names this donation but another PaymentIntent",
-			"donation", don.ID, "payment_intent", ev.PaymentIntentID, "recorded", don.PaymentIntentID, "event", ev.ID)
+		d.log.Error("dispatch: incident: an event names this order but another PaymentIntent",
+			"order", don.ID, "payment_intent", ev.PaymentIntentID, "recorded", don.PaymentIntentID, "event", ev.ID)
 		return false, nil
 	}
 	switch ev.Type {
@@ -31,22 +31,26 @@ func (d *Dispatcher) Apply(ctx context.Context, ev *floodgate.ProviderEvent) (ap
 	case "charge.dispute.created":
 		return d.applyReversal(ctx, don, ev, floodgate.ReversalDispute)
 	}
-	d.log.Info("dispatch: event not acted on", "type", ev.Type, "event", ev.ID, "donation", don.ID)
+	d.log.Info("dispatch: event not acted on", "type", ev.Type, "event", ev.ID, "order", don.ID)
 	return false, nil
 }
 
-// eventDonation finds the donation an event is about: by the donation id
-// in its metadata, or else by its PaymentIntent (a charge's metadata need
-// not carry the PaymentIntent's). None (nil, nil) for a payment floodgate
-// does not know.
-func (d *Dispatcher) eventDonation(ctx context.Context, ev *floodgate.ProviderEvent) (*floodgate.Donation, error) {
-	var don *floodgate.Donation
+// eventOrder finds the order an event is about: by the order its metadata
+// names, or by the donation it names (a payment made before orders had
+// kinds names only that), or else by its PaymentIntent (a charge's
+// metadata need not carry the PaymentIntent's). None (nil, nil) for a
+// payment floodgate does not know.
+func (d *Dispatcher) eventOrder(ctx context.Context, ev *floodgate.ProviderEvent) (*floodgate.PaymentOrder, error) {
+	var don *floodgate.PaymentOrder
 	var err error
+	ref := floodgate.RefOf(ev.Metadata)
 	switch {
-	case floodgate.ValidID(floodgate.DonationIDPrefix, ev.DonationID):
-		don, err = d.store.Donation(ctx, ev.DonationID)
+	case floodgate.ValidID(floodgate.OrderIDPrefix, ref.Order):
+		don, err = d.store.Order(ctx, ref.Order)
+	case ref.Kind == floodgate.KindDonation && floodgate.ValidID(floodgate.DonationIDPrefix, ref.PaysFor):
+		don, err = d.store.OrderOf(ctx, floodgate.KindDonation, ref.PaysFor)
 	case ev.PaymentIntentID != "":
-		don, err = d.store.DonationByPaymentIntent(ctx, ev.PaymentIntentID)
+		don, err = d.store.OrderByPaymentIntent(ctx, ev.PaymentIntentID)
 	default:
 		return nil, nil
 	}
@@ -56,7 +60,7 @@ func (d *Dispatcher) eventDonation(ctx context.Context, ev *floodgate.ProviderEv
 	return don, err
 }
 
-func (d *Dispatcher) applyPayment(ctx context.Context, don *floodgate.Donation, ev *floodgate.ProviderEvent) (bool, error) {
+func (d *Dispatcher) applyPayment(ctx context.Context, don *floodgate.PaymentOrder, ev *floodgate.ProviderEvent) (bool, error) {
 	if ev.Payment == nil {
 		return false, nil
 	}
@@ -67,7 +71,7 @@ func (d *Dispatcher) applyPayment(ctx context.Context, don *floodgate.Donation, 
 	// between this read and the settlement). Success is always recorded:
 	// money that moved counts.
 	if ev.Type != "payment_intent.succeeded" && (don.KeySince == nil || ev.Created.Before(don.KeySince.Add(-time.Second))) {
-		d.log.Info("dispatch: stale event ignored", "type", ev.Type, "event", ev.ID, "donation", don.ID)
+		d.log.Info("dispatch: stale event ignored", "type", ev.Type, "event", ev.ID, "order", don.ID)
 		return false, nil
 	}
 	s, ok := settlementFor(don, ev.Payment, d.opts.Clock.Now())
@@ -88,7 +92,7 @@ func (d *Dispatcher) applyPayment(ctx context.Context, don *floodgate.Donation, 
 
 // applyReversal takes a refund or dispute off raised. The event carries
 // the cumulative amount, so a replayed or late one changes nothing.
-func (d *Dispatcher) applyReversal(ctx context.Context, don *floodgate.Donation, ev *floodgate.ProviderEvent, kind floodgate.Reversal) (bool, error) {
+func (d *Dispatcher) applyReversal(ctx context.Context, don *floodgate.PaymentOrder, ev *floodgate.ProviderEvent, kind floodgate.Reversal) (bool, error) {
 	if ev.Amount <= 0 {
 		return false, nil
 	}
@@ -98,7 +102,7 @@ func (d *Dispatcher) applyReversal(ctx context.Context, don *floodgate.Donation,
 
 // applied turns a store answer into Apply's: ESTATE means the change was
 // already there (or further on).
-func (d *Dispatcher) applied(got *floodgate.Donation, what string, err error) (bool, error) {
+func (d *Dispatcher) applied(got *floodgate.PaymentOrder, what string, err error) (bool, error) {
 	switch floodgate.ErrorCode(err) {
 	case "":
 		if d.opts.Metrics != nil {

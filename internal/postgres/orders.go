@@ -1,0 +1,445 @@
+package postgres
+
+import (
+	"cmp"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/floodgate/floodgate"
+)
+
+// dbNow is the store's clock in SQL, its argument being $n: the database's
+// statement_timestamp() (the same for every row of one statement, and the
+// same clock for every node however their own clocks disagree), unless
+// the argument stands in for it (Options.LeaseClock, tests only).
+//
+// A write made under a claim locks its order first and judges the lease
+// by the locking statement's time: a lease that runs out while the
+// statement waits for the lock may still be honoured, but never one that
+// another claim has taken over meanwhile (the takeover changed the row,
+// and the lock returns the row as it now is).
+func dbNow(n int) string { return fmt.Sprintf("COALESCE($%d::timestamptz, statement_timestamp())", n) }
+
+// clockArg is dbNow's argument: nil, or the lease clock's time.
+func (s *Store) clockArg() any {
+	if s.leaseClock == nil {
+		return nil
+	}
+	return micro(s.leaseClock.Now())
+}
+
+// orderCols are a payment order's columns, in the order orderRow scans.
+const orderCols = `seq, id, kind, pays_for, campaign_id, amount, currency, payment_method, client_addr, status,
+	attempt, key_since, format, payment_intent_id, client_secret, next_action, failure_code, action_since,
+	claimed_by, lease_until, token, refunded, disputed, created_at, updated_at`
+
+// qualified is cols, a comma-separated column list, each column prefixed
+// by alias, for joins and UPDATE ... FROM ... RETURNING.
+func qualified(alias, cols string) string {
+	cs := strings.Split(cols, ",")
+	for i, c := range cs {
+		cs[i] = alias + "." + strings.TrimSpace(c)
+	}
+	return strings.Join(cs, ", ")
+}
+
+// orderRow scans orderCols.
+type orderRow struct {
+	o                          floodgate.PaymentOrder
+	kind, status               string
+	format                     int
+	next                       []byte
+	pi, secret, fail, by, addr *string
+}
+
+func (r *orderRow) dest() []any {
+	o := &r.o
+	return []any{&o.Seq, &o.ID, &r.kind, &o.PaysFor, &o.CampaignID, &o.Amount, &o.Currency, &o.PaymentMethod,
+		&r.addr, &r.status, &o.Attempt, &o.KeySince, &r.format, &r.pi, &r.secret, &r.next, &r.fail,
+		&o.ActionSince, &r.by, &o.LeaseUntil, &o.Token, &o.Refunded, &o.Disputed, &o.CreatedAt, &o.UpdatedAt}
+}
+
+func (r *orderRow) order() *floodgate.PaymentOrder {
+	o := r.o
+	o.Kind, o.Status, o.Format = floodgate.OrderKind(r.kind), floodgate.OrderStatus(r.status), floodgate.RequestFormat(r.format)
+	o.PaymentIntentID, o.ClientSecret, o.FailureCode, o.ClaimedBy = deref(r.pi), deref(r.secret), deref(r.fail), deref(r.by)
+	o.ClientAddr = deref(r.addr)
+	if r.next != nil {
+		o.NextAction = json.RawMessage(r.next)
+	}
+	return &o
+}
+
+// scanOrder scans orderCols and then extra.
+func scanOrder(row pgx.Row, extra ...any) (*floodgate.PaymentOrder, error) {
+	var r orderRow
+	if err := row.Scan(append(r.dest(), extra...)...); err != nil {
+		return nil, err
+	}
+	return r.order(), nil
+}
+
+func collectOrders(rows pgx.Rows, err error) ([]*floodgate.PaymentOrder, error) {
+	if err != nil {
+		return nil, err
+	}
+	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (*floodgate.PaymentOrder, error) { return scanOrder(r) })
+}
+
+func orderNotFound(id string) error {
+	return floodgate.Errorf(floodgate.ENOTFOUND, "Payment order %q not found.", id)
+}
+
+// Order implements floodgate.Store.
+func (s *Store) Order(ctx context.Context, id string) (*floodgate.PaymentOrder, error) {
+	o, err := scanOrder(s.pool.QueryRow(ctx, `SELECT `+orderCols+` FROM payment_orders WHERE id = $1`, id))
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, orderNotFound(id)
+	}
+	return o, err
+}
+
+// OrderOf implements floodgate.Store: a donation's order shares its seq.
+func (s *Store) OrderOf(ctx context.Context, kind floodgate.OrderKind, paysFor string) (*floodgate.PaymentOrder, error) {
+	if kind != floodgate.KindDonation {
+		return nil, floodgate.Errorf(floodgate.ENOTFOUND, "No %s order for %q.", kind, paysFor)
+	}
+	o, err := scanOrder(s.pool.QueryRow(ctx, `SELECT `+qualified("o", orderCols)+donationFrom+` WHERE d.id = $1`, paysFor))
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, donationNotFound(paysFor)
+	}
+	return o, err
+}
+
+// OrderByPaymentIntent implements floodgate.Store.
+func (s *Store) OrderByPaymentIntent(ctx context.Context, paymentIntentID string) (*floodgate.PaymentOrder, error) {
+	o, err := scanOrder(s.pool.QueryRow(ctx, `SELECT `+orderCols+` FROM payment_orders WHERE payment_intent_id = $1`, paymentIntentID))
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, floodgate.Errorf(floodgate.ENOTFOUND, "No payment order has PaymentIntent %q.", paymentIntentID)
+	}
+	return o, err
+}
+
+// NewKeyGeneration implements floodgate.Store.
+func (s *Store) NewKeyGeneration(ctx context.Context, c floodgate.Claim, from int, paymentIntentID string, now time.Time) (*floodgate.PaymentOrder, error) {
+	now = micro(now)
+	return s.moveOrder(ctx, c.Order, func(o *floodgate.PaymentOrder, clock time.Time) (floodgate.Transition, error) {
+		return floodgate.ApplyNewKeyGeneration(o, c.Token, from, paymentIntentID, now, clock)
+	})
+}
+
+// Defer implements floodgate.Store.
+func (s *Store) Defer(ctx context.Context, c floodgate.Claim, wait time.Duration) error {
+	_, err := s.moveOrder(ctx, c.Order, func(o *floodgate.PaymentOrder, now time.Time) (floodgate.Transition, error) {
+		return floodgate.ApplyDefer(o, c.Token, micro(now.Add(wait)), now)
+	})
+	return err
+}
+
+// Settle implements floodgate.Store.
+func (s *Store) Settle(ctx context.Context, st floodgate.Settlement) (*floodgate.PaymentOrder, error) {
+	if st.At.IsZero() {
+		st.At = s.clock.Now()
+	}
+	st.At = micro(st.At)
+	return s.moveOrder(ctx, st.OrderID, func(o *floodgate.PaymentOrder, now time.Time) (floodgate.Transition, error) {
+		return floodgate.ApplySettlement(o, st, now)
+	})
+}
+
+// Reverse implements floodgate.Store.
+func (s *Store) Reverse(ctx context.Context, id string, kind floodgate.Reversal, total int64, at time.Time) (*floodgate.PaymentOrder, error) {
+	at = micro(at)
+	return s.moveOrder(ctx, id, func(o *floodgate.PaymentOrder, _ time.Time) (floodgate.Transition, error) {
+		return floodgate.ApplyReversal(o, kind, total, at)
+	})
+}
+
+// decision decides a change of order o, now being the store's clock.
+type decision func(o *floodgate.PaymentOrder, now time.Time) (floodgate.Transition, error)
+
+// moveOrder is move on the order with id id.
+func (s *Store) moveOrder(ctx context.Context, id string, decide decision) (*floodgate.PaymentOrder, error) {
+	o, err := s.move(ctx, `id = $1`, id, decide, nil)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, orderNotFound(id)
+	}
+	return o, err
+}
+
+const insHistory = `INSERT INTO order_history (order_seq, n, status, at, failure_code, note)
+	VALUES ($1, (SELECT COALESCE(MAX(n), -1) + 1 FROM order_history WHERE order_seq = $1), $2, $3, $4, $5)`
+
+// move locks the order matched by where ($1 being arg) with SELECT ... FOR
+// UPDATE, held until the transaction ends, reads the store's clock in the
+// same statement, asks decide what the change writes, and writes the
+// Transition in one round trip, returning the order as it now is. A
+// refusal from decide comes back with the unchanged order, after the
+// history line it may carry is committed. read, when not nil, queues in
+// that round trip the reads the caller wants, the order's seq in hand.
+// pgx.ErrNoRows when nothing matches.
+func (s *Store) move(ctx context.Context, where string, arg any, decide decision, read func(*pgx.Batch, int64)) (*floodgate.PaymentOrder, error) {
+	var out, unchanged *floodgate.PaymentOrder
+	var refusal error
+	err := s.inTx(ctx, func(tx pgx.Tx) error {
+		out, unchanged, refusal = nil, nil, nil
+		var now time.Time
+		o, err := scanOrder(tx.QueryRow(ctx, `SELECT `+orderCols+`, `+dbNow(2)+` FROM payment_orders WHERE `+where+` FOR UPDATE`,
+			arg, s.clockArg()), &now)
+		if err != nil {
+			return err
+		}
+		t, refused := decide(o, now)
+		b := &pgx.Batch{}
+		if refused != nil {
+			unchanged, refusal = o, refused
+			t = floodgate.Transition{History: t.History}
+		}
+		if err := queueWrite(b, o, t, func(no *floodgate.PaymentOrder) { out = no }); err != nil {
+			return err
+		}
+		if read != nil {
+			read(b, o.Seq)
+		}
+		return tx.SendBatch(ctx, b).Close()
+	})
+	switch {
+	case err != nil:
+		return nil, err
+	case refusal != nil:
+		return unchanged, refusal
+	}
+	return out, nil
+}
+
+// queueWrite queues t, decided on o: one UPDATE of the fields it changes,
+// returning the row as it now is to done, its history line and its
+// effect. Every change of an order is written by this one function.
+func queueWrite(b *pgx.Batch, o *floodgate.PaymentOrder, t floodgate.Transition, done func(*floodgate.PaymentOrder)) error {
+	query := `SELECT ` + orderCols + ` FROM payment_orders WHERE seq = $1`
+	args := []any{o.Seq}
+	if len(t.Changed) > 0 {
+		set := make([]string, len(t.Changed))
+		for i, f := range t.Changed {
+			col, v, err := column(f, t.Order)
+			if err != nil {
+				return err
+			}
+			args = append(args, v)
+			set[i] = fmt.Sprintf("%s = $%d", col, len(args))
+		}
+		query = `UPDATE payment_orders SET ` + strings.Join(set, ", ") + ` WHERE seq = $1 RETURNING ` + orderCols
+	}
+	b.Queue(query, args...).QueryRow(func(row pgx.Row) error {
+		no, err := scanOrder(row)
+		if err == nil {
+			done(no)
+		}
+		return err
+	})
+	if h := t.History; h != nil {
+		b.Queue(insHistory, o.Seq, string(h.Status), h.At, h.FailureCode, h.Note)
+	}
+	if !t.Effect.Zero() {
+		queueTotals(b, map[string]floodgate.TotalsDelta{t.Effect.Campaign: t.Effect.Totals}, t.At)
+	}
+	return nil
+}
+
+// column returns the column that holds field f and its value in o, as
+// this engine stores it.
+func column(f floodgate.OrderField, o *floodgate.PaymentOrder) (string, any, error) {
+	switch f {
+	case floodgate.FieldStatus:
+		return "status", string(o.Status), nil
+	case floodgate.FieldPaymentMethod:
+		return "payment_method", o.PaymentMethod, nil
+	case floodgate.FieldAttempt:
+		return "attempt", o.Attempt, nil
+	case floodgate.FieldKeySince:
+		return "key_since", o.KeySince, nil
+	case floodgate.FieldFormat:
+		return "format", int(o.Format), nil
+	case floodgate.FieldPaymentIntentID:
+		return "payment_intent_id", nullString(o.PaymentIntentID), nil
+	case floodgate.FieldClientSecret:
+		return "client_secret", nullString(o.ClientSecret), nil
+	case floodgate.FieldNextAction:
+		// The provider's bytes, as sent: the column is json, not jsonb.
+		return "next_action", nullString(string(o.NextAction)), nil
+	case floodgate.FieldFailureCode:
+		return "failure_code", nullString(o.FailureCode), nil
+	case floodgate.FieldActionSince:
+		return "action_since", o.ActionSince, nil
+	case floodgate.FieldClaimedBy:
+		return "claimed_by", nullString(o.ClaimedBy), nil
+	case floodgate.FieldLeaseUntil:
+		return "lease_until", o.LeaseUntil, nil
+	case floodgate.FieldRefunded:
+		return "refunded", o.Refunded, nil
+	case floodgate.FieldDisputed:
+		return "disputed", o.Disputed, nil
+	case floodgate.FieldUpdatedAt:
+		return "updated_at", o.UpdatedAt, nil
+	}
+	return "", nil, fmt.Errorf("postgres: no column holds order field %s", f)
+}
+
+// Backlog implements floodgate.Store in one statement: the head of the
+// partial index of waiting orders, and the sum of the per-campaign waiting
+// counts.
+func (s *Store) Backlog(ctx context.Context) (floodgate.Backlog, error) {
+	var (
+		b    floodgate.Backlog
+		head *int64
+		at   *time.Time
+	)
+	err := s.pool.QueryRow(ctx, `SELECT (SELECT COALESCE(SUM(waiting), 0)::bigint FROM totals), h.seq, h.created_at
+		FROM (SELECT 1) AS one LEFT JOIN LATERAL (
+			SELECT seq, created_at FROM payment_orders WHERE status = 'accepted' ORDER BY seq LIMIT 1
+		) AS h ON true`).Scan(&b.Waiting, &head, &at)
+	if err != nil {
+		return floodgate.Backlog{}, err
+	}
+	if head != nil {
+		b.HeadSeq, b.Oldest = *head, *at
+	}
+	return b, nil
+}
+
+// interval is $n, a number of microseconds, as an SQL interval.
+func interval(n int) string { return fmt.Sprintf("($%d::bigint * interval '1 microsecond')", n) }
+
+// ClaimOrders implements floodgate.Store. Rows are chosen with FOR UPDATE
+// SKIP LOCKED: a dispatcher never waits on rows another is claiming and
+// never gets them, so any number of dispatchers on any number of nodes
+// claim disjoint orders, each close to the head of the line. Each claimed
+// row draws its fencing token from the claim_tokens sequence, and its
+// lease is judged and granted on the database's clock.
+func (s *Store) ClaimOrders(ctx context.Context, owner string, n int, lease time.Duration) ([]*floodgate.PaymentOrder, error) {
+	if n <= 0 {
+		return nil, nil
+	}
+	clock := s.clockArg()
+	var out []*floodgate.PaymentOrder
+	err := s.inTx(ctx, func(tx pgx.Tx) error {
+		// Orders whose claim ran out resume first, with their key
+		// unchanged, under a new token.
+		orphans, err := collectOrders(tx.Query(ctx, `WITH o AS (
+				SELECT seq FROM payment_orders WHERE status = 'processing' AND lease_until < `+dbNow(3)+`
+				ORDER BY lease_until, seq LIMIT $4 FOR UPDATE SKIP LOCKED)
+			UPDATE payment_orders p SET claimed_by = $1, lease_until = `+dbNow(3)+` + `+interval(2)+`,
+				token = nextval('claim_tokens')
+			FROM o WHERE p.seq = o.seq
+			RETURNING `+qualified("p", orderCols), owner, lease.Microseconds(), clock, n))
+		if err != nil {
+			return err
+		}
+		out = orphans
+		if len(orphans) >= n {
+			return nil
+		}
+		rows, err := tx.Query(ctx, `WITH l AS (
+				SELECT seq FROM payment_orders WHERE status = 'accepted'
+				ORDER BY seq LIMIT $4 FOR UPDATE SKIP LOCKED)
+			UPDATE payment_orders p SET status = 'processing', claimed_by = $1,
+				lease_until = `+dbNow(3)+` + `+interval(2)+`, token = nextval('claim_tokens'),
+				key_since = COALESCE(p.key_since, `+dbNow(3)+`), updated_at = `+dbNow(3)+`
+			FROM l WHERE p.seq = l.seq
+			RETURNING `+qualified("p", orderCols)+`, `+dbNow(3), owner, lease.Microseconds(), clock, n-len(orphans))
+		if err != nil {
+			return err
+		}
+		var now time.Time
+		fresh, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (*floodgate.PaymentOrder, error) { return scanOrder(r, &now) })
+		if err != nil || len(fresh) == 0 {
+			return err
+		}
+		out = append(out, fresh...)
+		seqs := make([]int64, len(fresh))
+		deltas := map[string]floodgate.TotalsDelta{}
+		for i, o := range fresh {
+			seqs[i] = o.Seq
+			delta := deltas[o.CampaignID]
+			delta.Add(floodgate.Delta(floodgate.StatusAccepted, floodgate.StatusProcessing, o.Amount))
+			deltas[o.CampaignID] = delta
+		}
+		b := &pgx.Batch{}
+		// A later statement than the claim, so its snapshot sees every
+		// history line committed before the rows were locked.
+		b.Queue(`INSERT INTO order_history (order_seq, n, status, at)
+			SELECT u.seq, (SELECT COALESCE(MAX(h.n), -1) + 1 FROM order_history h WHERE h.order_seq = u.seq),
+				'processing', $2
+			FROM unnest($1::bigint[]) AS u (seq)`, seqs, now)
+		queueTotals(b, deltas, now)
+		return tx.SendBatch(ctx, b).Close()
+	})
+	if err != nil {
+		return nil, err
+	}
+	slices.SortFunc(out, func(a, b *floodgate.PaymentOrder) int { return cmp.Compare(a.Seq, b.Seq) })
+	return out, nil
+}
+
+// held is the condition, in SQL, that the claim (c.id, c.token) still
+// holds order p at the store's clock ($1): PaymentOrder.Held.
+const held = `p.id = c.id AND p.token = c.token AND p.token <> 0 AND p.claimed_by IS NOT NULL AND p.lease_until > ` +
+	`COALESCE($1::timestamptz, statement_timestamp())`
+
+// claimColumns are claims as the arrays unnest reads.
+func claimColumns(claims []floodgate.Claim) (ids []string, tokens []int64) {
+	for _, c := range claims {
+		ids, tokens = append(ids, c.Order), append(tokens, c.Token)
+	}
+	return ids, tokens
+}
+
+// ExtendClaims implements floodgate.Store in one statement.
+func (s *Store) ExtendClaims(ctx context.Context, claims []floodgate.Claim, lease time.Duration) (int, error) {
+	if len(claims) == 0 {
+		return 0, nil
+	}
+	ids, tokens := claimColumns(claims)
+	tag, err := s.pool.Exec(ctx, `UPDATE payment_orders p SET lease_until = `+dbNow(1)+` + `+interval(4)+`
+		FROM unnest($2::text[], $3::bigint[]) AS c (id, token) WHERE `+held, s.clockArg(), ids, tokens, lease.Microseconds())
+	if err != nil {
+		return 0, err
+	}
+	return int(tag.RowsAffected()), nil
+}
+
+// ReleaseClaims implements floodgate.Store: a released lease ends at the
+// Unix epoch, so the order is one any dispatcher resumes first.
+func (s *Store) ReleaseClaims(ctx context.Context, claims []floodgate.Claim) error {
+	if len(claims) == 0 {
+		return nil
+	}
+	ids, tokens := claimColumns(claims)
+	_, err := s.pool.Exec(ctx, `UPDATE payment_orders p SET lease_until = 'epoch'
+		FROM unnest($2::text[], $3::bigint[]) AS c (id, token) WHERE `+held, s.clockArg(), ids, tokens)
+	return err
+}
+
+// TakeBackClaims implements floodgate.Store: every processing order's
+// lease ends at the Unix epoch, each under a new token.
+func (s *Store) TakeBackClaims(ctx context.Context) error {
+	_, err := s.pool.Exec(ctx, `UPDATE payment_orders SET lease_until = 'epoch', token = nextval('claim_tokens')
+		WHERE status = 'processing'`)
+	return err
+}
+
+// ActionExpired implements floodgate.Store.
+func (s *Store) ActionExpired(ctx context.Context, before time.Time, n int) ([]*floodgate.PaymentOrder, error) {
+	if n <= 0 {
+		return nil, nil
+	}
+	return collectOrders(s.pool.Query(ctx, `SELECT `+orderCols+` FROM payment_orders
+		WHERE status = 'requires_action' AND action_since < $1 ORDER BY action_since, seq LIMIT $2`, micro(before), n))
+}
