@@ -202,13 +202,21 @@ func (d *TotalsDelta) Add(e TotalsDelta) {
 // Zero reports whether d changes nothing.
 func (d TotalsDelta) Zero() bool { return d == TotalsDelta{} }
 
-// NewOrder is the payment order made for d when it is accepted at at,
-// with the id id: waiting in line at d's place, to be charged d's amount
-// with d's payment method, in the current request format.
-func NewOrder(d *Donation, id string, at time.Time) *PaymentOrder {
-	return &PaymentOrder{ID: id, Seq: d.Seq, Kind: KindDonation, PaysFor: d.ID, CampaignID: d.CampaignID,
+// NewOrder is the payment order made for d when it is accepted at at:
+// waiting in line at d's place, to be charged d's amount with d's payment
+// method, in the current request format.
+func NewOrder(d *Donation, at time.Time) PaymentOrder {
+	return PaymentOrder{ID: OrderIDOf(d.ID), Seq: d.Seq, Kind: KindDonation, PaysFor: d.ID, CampaignID: d.CampaignID,
 		Amount: d.Amount, Currency: d.Currency, PaymentMethod: d.PaymentMethod, ClientAddr: d.ClientAddr,
 		Status: StatusAccepted, Format: CurrentFormat, CreatedAt: at, UpdatedAt: at}
+}
+
+// Accepted sets d, given its place in line, as a store answers a gift it
+// accepts at at: waiting with its new order (NewOrder).
+func (d *Donation) Accepted(at time.Time) {
+	o := NewOrder(d, at)
+	d.CreatedAt = at
+	d.ShowOrder(&o)
 }
 
 // ShowOrder sets d's payment fields to its order o's: a donation as a

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -72,11 +73,41 @@ func paysForKey(k OrderKind) string {
 	return string(k) + "_id"
 }
 
+// kindPrefix is the id prefix of what an order of kind k pays for.
+func kindPrefix(k OrderKind) string {
+	if k == KindDonation {
+		return DonationIDPrefix
+	}
+	return string(k) + "_"
+}
+
+// OrderIDOf is the id of the payment order that pays for paysFor (a
+// donation's id): paysFor's body under the order prefix. One thing is paid
+// for by one order, so each is found from the other by id alone; a store
+// keeps no id of the order's own (nor an index of one) beside what it pays
+// for.
+func OrderIDOf(paysFor string) string {
+	_, body, _ := strings.Cut(paysFor, "_")
+	return OrderIDPrefix + body
+}
+
+// PaysForOf is the id of what order orderID pays for, given its kind: the
+// inverse of OrderIDOf.
+func PaysForOf(kind OrderKind, orderID string) string {
+	return kindPrefix(kind) + strings.TrimPrefix(orderID, OrderIDPrefix)
+}
+
 // PaymentOrder is one payment: what is charged, how, under which key, and
 // who holds it now. What it pays for (a donation) is apart; the order
 // names it by kind and id, and the order's changes reach it only through
 // EffectOf. The line of work waiting to be charged is the line of orders.
+//
+// What is charged (amount, currency, the campaign, the payer's address,
+// the payment method first given) is fixed by what the order pays for: a
+// store reads it from there, and keeps on the order only what the payment
+// changes.
 type PaymentOrder struct {
+	// ID is OrderIDOf(PaysFor).
 	ID string
 	// Seq is the order's place in the one global line. A donation's order
 	// shares the donation's seq.
@@ -135,15 +166,16 @@ type PaymentOrder struct {
 // disputed.
 func (o *PaymentOrder) Net() int64 { return o.Amount - min(o.Amount, o.Refunded+o.Disputed) }
 
-// Claim names a dispatcher's hold on an order by the token its claim
-// issued.
+// Claim names a dispatcher's hold on an order (its id and place in line)
+// by the token its claim issued.
 type Claim struct {
 	Order string
+	Seq   int64
 	Token int64
 }
 
 // Claim is o's current claim.
-func (o *PaymentOrder) Claim() Claim { return Claim{Order: o.ID, Token: o.Token} }
+func (o *PaymentOrder) Claim() Claim { return Claim{Order: o.ID, Seq: o.Seq, Token: o.Token} }
 
 // Held reports whether the claim that issued token still holds o at now,
 // the store's clock: o carries that token, is claimed, and its lease has

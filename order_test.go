@@ -114,3 +114,30 @@ func TestEffectOf(t *testing.T) {
 		t.Errorf("a kind without an effect: %+v", got)
 	}
 }
+
+// TestOrderIDs: an order's id and the id of what it pays for are each
+// found from the other.
+func TestOrderIDs(t *testing.T) {
+	don := NewID(DonationIDPrefix)
+	id := OrderIDOf(don)
+	if !ValidID(OrderIDPrefix, id) || id[len(OrderIDPrefix):] != don[len(DonationIDPrefix):] {
+		t.Fatalf("OrderIDOf(%s) = %s", don, id)
+	}
+	if got := PaysForOf(KindDonation, id); got != don {
+		t.Fatalf("PaysForOf(%s) = %s, want %s", id, got, don)
+	}
+	ent := NewID(EntryIDPrefix)
+	if got := PaysForOf("ent", OrderIDOf(ent)); got != ent {
+		t.Fatalf("another kind: PaysForOf = %s, want %s", got, ent)
+	}
+	d := &Donation{ID: don, Seq: 4, Amount: 2500, PaymentMethod: "pm_card_visa", ClientAddr: "192.0.2.1"}
+	if o := NewOrder(d, t0); o.ID != id || o.PaysFor != don || o.Seq != 4 ||
+		o.Status != StatusAccepted || o.Format != CurrentFormat || o.Kind != KindDonation {
+		t.Fatalf("NewOrder = %+v", o)
+	}
+	d.Accepted(t0)
+	if d.OrderID != id || d.Status != StatusAccepted || !d.CreatedAt.Equal(t0) || !d.UpdatedAt.Equal(t0) || d.Attempt != 0 ||
+		d.KeySince != nil || d.PaymentMethod != "pm_card_visa" || d.ClientAddr != "192.0.2.1" {
+		t.Fatalf("Accepted = %+v", d)
+	}
+}

@@ -143,7 +143,7 @@ func New(store floodgate.Store, provider floodgate.Provider, opts Options) *Disp
 		opts: opts, store: store, provider: provider, log: logger(opts.Logger), breaker: newBreaker(),
 		create: newPacer(opts.Rate, now), global: newPacer(opts.GlobalRate, now),
 		work: make(chan *floodgate.PaymentOrder, opts.Queue), wake: make(chan struct{}, 1),
-		cancels: map[string]cancelRetry{}, held: heldClaims{m: map[string]int64{}},
+		cancels: map[string]cancelRetry{}, held: heldClaims{m: map[string]floodgate.Claim{}},
 	}
 	if opts.SharedBudgets {
 		d.create = newSharedGate(store, floodgate.BudgetPaymentIntents, opts.Rate, opts.Clock, d.log)
@@ -300,7 +300,7 @@ func (d *Dispatcher) workLoop(ctx context.Context) {
 			return
 		case don := <-d.work:
 			d.charge(ctx, don)
-			d.held.done(don.ID)
+			d.held.done(don)
 			d.inFlight.Add(-1)
 		}
 	}

@@ -35,42 +35,45 @@ func (s *Store) clockArg() any {
 	return micro(s.leaseClock.Now())
 }
 
-// orderCols are a payment order's columns, in the order orderRow scans.
-const orderCols = `seq, id, kind, pays_for, campaign_id, amount, currency, payment_method, client_addr, status,
-	attempt, key_since, format, payment_intent_id, client_secret, next_action, failure_code, action_since,
-	claimed_by, lease_until, token, refunded, disputed, created_at, updated_at`
+// orderCols read a payment order, in the order orderRow scans: what the
+// payment changes from the order, o, and what is charged from the donation
+// it pays for, d, which shares its seq (see orderFrom). The order's
+// payment method is the donation's until a new one replaces it.
+const orderCols = `o.seq, o.kind, d.id, d.campaign_id, d.amount, d.currency,
+	COALESCE(o.payment_method, d.payment_method), d.client_addr, o.status, o.attempt, o.key_since, o.format,
+	o.payment_intent_id, o.client_secret, o.next_action, o.failure_code, o.action_since, o.claimed_by,
+	o.lease_until, o.token, o.refunded, o.disputed, d.created_at, o.updated_at`
 
-// qualified is cols, a comma-separated column list, each column prefixed
-// by alias, for joins and UPDATE ... FROM ... RETURNING.
-func qualified(alias, cols string) string {
-	cs := strings.Split(cols, ",")
-	for i, c := range cs {
-		cs[i] = alias + "." + strings.TrimSpace(c)
-	}
-	return strings.Join(cs, ", ")
+// orderFrom joins each order to the donation it pays for.
+const orderFrom = ` FROM payment_orders o JOIN donations d ON d.seq = o.seq`
+
+// byOrderID is the condition, with its argument ($1), that matches the
+// order with id id: the one that pays for its donation.
+func byOrderID(id string) (string, any) {
+	return `d.id = $1`, floodgate.PaysForOf(floodgate.KindDonation, id)
 }
 
 // orderRow scans orderCols.
 type orderRow struct {
-	o                          floodgate.PaymentOrder
-	kind, status               string
-	format                     int
-	next                       []byte
-	pi, secret, fail, by, addr *string
+	o                    floodgate.PaymentOrder
+	kind, status         string
+	format               int
+	next                 []byte
+	pi, secret, fail, by *string
 }
 
 func (r *orderRow) dest() []any {
 	o := &r.o
-	return []any{&o.Seq, &o.ID, &r.kind, &o.PaysFor, &o.CampaignID, &o.Amount, &o.Currency, &o.PaymentMethod,
-		&r.addr, &r.status, &o.Attempt, &o.KeySince, &r.format, &r.pi, &r.secret, &r.next, &r.fail,
+	return []any{&o.Seq, &r.kind, &o.PaysFor, &o.CampaignID, &o.Amount, &o.Currency, &o.PaymentMethod,
+		&o.ClientAddr, &r.status, &o.Attempt, &o.KeySince, &r.format, &r.pi, &r.secret, &r.next, &r.fail,
 		&o.ActionSince, &r.by, &o.LeaseUntil, &o.Token, &o.Refunded, &o.Disputed, &o.CreatedAt, &o.UpdatedAt}
 }
 
 func (r *orderRow) order() *floodgate.PaymentOrder {
 	o := r.o
+	o.ID = floodgate.OrderIDOf(o.PaysFor)
 	o.Kind, o.Status, o.Format = floodgate.OrderKind(r.kind), floodgate.OrderStatus(r.status), floodgate.RequestFormat(r.format)
 	o.PaymentIntentID, o.ClientSecret, o.FailureCode, o.ClaimedBy = deref(r.pi), deref(r.secret), deref(r.fail), deref(r.by)
-	o.ClientAddr = deref(r.addr)
 	if r.next != nil {
 		o.NextAction = json.RawMessage(r.next)
 	}
@@ -99,19 +102,20 @@ func orderNotFound(id string) error {
 
 // Order implements floodgate.Store.
 func (s *Store) Order(ctx context.Context, id string) (*floodgate.PaymentOrder, error) {
-	o, err := scanOrder(s.pool.QueryRow(ctx, `SELECT `+orderCols+` FROM payment_orders WHERE id = $1`, id))
+	where, arg := byOrderID(id)
+	o, err := scanOrder(s.pool.QueryRow(ctx, `SELECT `+orderCols+orderFrom+` WHERE `+where, arg))
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, orderNotFound(id)
 	}
 	return o, err
 }
 
-// OrderOf implements floodgate.Store: a donation's order shares its seq.
+// OrderOf implements floodgate.Store.
 func (s *Store) OrderOf(ctx context.Context, kind floodgate.OrderKind, paysFor string) (*floodgate.PaymentOrder, error) {
 	if kind != floodgate.KindDonation {
 		return nil, floodgate.Errorf(floodgate.ENOTFOUND, "No %s order for %q.", kind, paysFor)
 	}
-	o, err := scanOrder(s.pool.QueryRow(ctx, `SELECT `+qualified("o", orderCols)+donationFrom+` WHERE d.id = $1`, paysFor))
+	o, err := scanOrder(s.pool.QueryRow(ctx, `SELECT `+orderCols+orderFrom+` WHERE d.id = $1`, paysFor))
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, donationNotFound(paysFor)
 	}
@@ -120,7 +124,7 @@ func (s *Store) OrderOf(ctx context.Context, kind floodgate.OrderKind, paysFor s
 
 // OrderByPaymentIntent implements floodgate.Store.
 func (s *Store) OrderByPaymentIntent(ctx context.Context, paymentIntentID string) (*floodgate.PaymentOrder, error) {
-	o, err := scanOrder(s.pool.QueryRow(ctx, `SELECT `+orderCols+` FROM payment_orders WHERE payment_intent_id = $1`, paymentIntentID))
+	o, err := scanOrder(s.pool.QueryRow(ctx, `SELECT `+orderCols+orderFrom+` WHERE o.payment_intent_id = $1`, paymentIntentID))
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, floodgate.Errorf(floodgate.ENOTFOUND, "No payment order has PaymentIntent %q.", paymentIntentID)
 	}
@@ -130,14 +134,14 @@ func (s *Store) OrderByPaymentIntent(ctx context.Context, paymentIntentID string
 // NewKeyGeneration implements floodgate.Store.
 func (s *Store) NewKeyGeneration(ctx context.Context, c floodgate.Claim, from int, paymentIntentID string, now time.Time) (*floodgate.PaymentOrder, error) {
 	now = micro(now)
-	return s.moveOrder(ctx, c.Order, func(o *floodgate.PaymentOrder, clock time.Time) (floodgate.Transition, error) {
+	return s.moveClaimed(ctx, c, func(o *floodgate.PaymentOrder, clock time.Time) (floodgate.Transition, error) {
 		return floodgate.ApplyNewKeyGeneration(o, c.Token, from, paymentIntentID, now, clock)
 	})
 }
 
 // Defer implements floodgate.Store.
 func (s *Store) Defer(ctx context.Context, c floodgate.Claim, wait time.Duration) error {
-	_, err := s.moveOrder(ctx, c.Order, func(o *floodgate.PaymentOrder, now time.Time) (floodgate.Transition, error) {
+	_, err := s.moveClaimed(ctx, c, func(o *floodgate.PaymentOrder, now time.Time) (floodgate.Transition, error) {
 		return floodgate.ApplyDefer(o, c.Token, micro(now.Add(wait)), now)
 	})
 	return err
@@ -167,9 +171,19 @@ type decision func(o *floodgate.PaymentOrder, now time.Time) (floodgate.Transiti
 
 // moveOrder is move on the order with id id.
 func (s *Store) moveOrder(ctx context.Context, id string, decide decision) (*floodgate.PaymentOrder, error) {
-	o, err := s.move(ctx, `id = $1`, id, decide, nil)
+	where, arg := byOrderID(id)
+	o, err := s.move(ctx, where, arg, decide, nil)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, orderNotFound(id)
+	}
+	return o, err
+}
+
+// moveClaimed is move on the order claim c names, at its place in line.
+func (s *Store) moveClaimed(ctx context.Context, c floodgate.Claim, decide decision) (*floodgate.PaymentOrder, error) {
+	o, err := s.move(ctx, `o.seq = $1`, c.Seq, decide, nil)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, orderNotFound(c.Order)
 	}
 	return o, err
 }
@@ -178,7 +192,8 @@ const insHistory = `INSERT INTO order_history (order_seq, n, status, at, failure
 	VALUES ($1, (SELECT COALESCE(MAX(n), -1) + 1 FROM order_history WHERE order_seq = $1), $2, $3, $4, $5)`
 
 // move locks the order matched by where ($1 being arg) with SELECT ... FOR
-// UPDATE, held until the transaction ends, reads the store's clock in the
+// UPDATE OF the order (what it pays for never changes), held until the
+// transaction ends, reads the store's clock in the
 // same statement, asks decide what the change writes, and writes the
 // Transition in one round trip, returning the order as it now is. A
 // refusal from decide comes back with the unchanged order, after the
@@ -191,7 +206,7 @@ func (s *Store) move(ctx context.Context, where string, arg any, decide decision
 	err := s.inTx(ctx, func(tx pgx.Tx) error {
 		out, unchanged, refusal = nil, nil, nil
 		var now time.Time
-		o, err := scanOrder(tx.QueryRow(ctx, `SELECT `+orderCols+`, `+dbNow(2)+` FROM payment_orders WHERE `+where+` FOR UPDATE`,
+		o, err := scanOrder(tx.QueryRow(ctx, `SELECT `+orderCols+`, `+dbNow(2)+orderFrom+` WHERE `+where+` FOR UPDATE OF o`,
 			arg, s.clockArg()), &now)
 		if err != nil {
 			return err
@@ -223,7 +238,7 @@ func (s *Store) move(ctx context.Context, where string, arg any, decide decision
 // returning the row as it now is to done, its history line and its
 // effect. Every change of an order is written by this one function.
 func queueWrite(b *pgx.Batch, o *floodgate.PaymentOrder, t floodgate.Transition, done func(*floodgate.PaymentOrder)) error {
-	query := `SELECT ` + orderCols + ` FROM payment_orders WHERE seq = $1`
+	query := `SELECT ` + orderCols + orderFrom + ` WHERE o.seq = $1`
 	args := []any{o.Seq}
 	if len(t.Changed) > 0 {
 		set := make([]string, len(t.Changed))
@@ -235,7 +250,7 @@ func queueWrite(b *pgx.Batch, o *floodgate.PaymentOrder, t floodgate.Transition,
 			args = append(args, v)
 			set[i] = fmt.Sprintf("%s = $%d", col, len(args))
 		}
-		query = `UPDATE payment_orders SET ` + strings.Join(set, ", ") + ` WHERE seq = $1 RETURNING ` + orderCols
+		query = `UPDATE payment_orders o SET ` + strings.Join(set, ", ") + ` FROM donations d WHERE o.seq = $1 AND d.seq = o.seq RETURNING ` + orderCols
 	}
 	b.Queue(query, args...).QueryRow(func(row pgx.Row) error {
 		no, err := scanOrder(row)
@@ -303,7 +318,7 @@ func (s *Store) Backlog(ctx context.Context) (floodgate.Backlog, error) {
 	)
 	err := s.pool.QueryRow(ctx, `SELECT (SELECT COALESCE(SUM(waiting), 0)::bigint FROM totals), h.seq, h.created_at
 		FROM (SELECT 1) AS one LEFT JOIN LATERAL (
-			SELECT seq, created_at FROM payment_orders WHERE status = 'accepted' ORDER BY seq LIMIT 1
+			SELECT o.seq, d.created_at`+orderFrom+` WHERE o.status = 'accepted' ORDER BY o.seq LIMIT 1
 		) AS h ON true`).Scan(&b.Waiting, &head, &at)
 	if err != nil {
 		return floodgate.Backlog{}, err
@@ -332,13 +347,13 @@ func (s *Store) ClaimOrders(ctx context.Context, owner string, n int, lease time
 	err := s.inTx(ctx, func(tx pgx.Tx) error {
 		// Orders whose claim ran out resume first, with their key
 		// unchanged, under a new token.
-		orphans, err := collectOrders(tx.Query(ctx, `WITH o AS (
+		orphans, err := collectOrders(tx.Query(ctx, `WITH c AS (
 				SELECT seq FROM payment_orders WHERE status = 'processing' AND lease_until < `+dbNow(3)+`
 				ORDER BY lease_until, seq LIMIT $4 FOR UPDATE SKIP LOCKED)
-			UPDATE payment_orders p SET claimed_by = $1, lease_until = `+dbNow(3)+` + `+interval(2)+`,
+			UPDATE payment_orders o SET claimed_by = $1, lease_until = `+dbNow(3)+` + `+interval(2)+`,
 				token = nextval('claim_tokens')
-			FROM o WHERE p.seq = o.seq
-			RETURNING `+qualified("p", orderCols), owner, lease.Microseconds(), clock, n))
+			FROM c JOIN donations d ON d.seq = c.seq WHERE o.seq = c.seq
+			RETURNING `+orderCols, owner, lease.Microseconds(), clock, n))
 		if err != nil {
 			return err
 		}
@@ -349,11 +364,11 @@ func (s *Store) ClaimOrders(ctx context.Context, owner string, n int, lease time
 		rows, err := tx.Query(ctx, `WITH l AS (
 				SELECT seq FROM payment_orders WHERE status = 'accepted'
 				ORDER BY seq LIMIT $4 FOR UPDATE SKIP LOCKED)
-			UPDATE payment_orders p SET status = 'processing', claimed_by = $1,
+			UPDATE payment_orders o SET status = 'processing', claimed_by = $1,
 				lease_until = `+dbNow(3)+` + `+interval(2)+`, token = nextval('claim_tokens'),
-				key_since = COALESCE(p.key_since, `+dbNow(3)+`), updated_at = `+dbNow(3)+`
-			FROM l WHERE p.seq = l.seq
-			RETURNING `+qualified("p", orderCols)+`, `+dbNow(3), owner, lease.Microseconds(), clock, n-len(orphans))
+				key_since = COALESCE(o.key_since, `+dbNow(3)+`), updated_at = `+dbNow(3)+`
+			FROM l JOIN donations d ON d.seq = l.seq WHERE o.seq = l.seq
+			RETURNING `+orderCols+`, `+dbNow(3), owner, lease.Microseconds(), clock, n-len(orphans))
 		if err != nil {
 			return err
 		}
@@ -388,17 +403,17 @@ func (s *Store) ClaimOrders(ctx context.Context, owner string, n int, lease time
 	return out, nil
 }
 
-// held is the condition, in SQL, that the claim (c.id, c.token) still
+// held is the condition, in SQL, that the claim (c.seq, c.token) still
 // holds order p at the store's clock ($1): PaymentOrder.Held.
-const held = `p.id = c.id AND p.token = c.token AND p.token <> 0 AND p.claimed_by IS NOT NULL AND p.lease_until > ` +
+const held = `p.seq = c.seq AND p.token = c.token AND p.token <> 0 AND p.claimed_by IS NOT NULL AND p.lease_until > ` +
 	`COALESCE($1::timestamptz, statement_timestamp())`
 
 // claimColumns are claims as the arrays unnest reads.
-func claimColumns(claims []floodgate.Claim) (ids []string, tokens []int64) {
+func claimColumns(claims []floodgate.Claim) (seqs, tokens []int64) {
 	for _, c := range claims {
-		ids, tokens = append(ids, c.Order), append(tokens, c.Token)
+		seqs, tokens = append(seqs, c.Seq), append(tokens, c.Token)
 	}
-	return ids, tokens
+	return seqs, tokens
 }
 
 // ExtendClaims implements floodgate.Store in one statement.
@@ -406,9 +421,9 @@ func (s *Store) ExtendClaims(ctx context.Context, claims []floodgate.Claim, leas
 	if len(claims) == 0 {
 		return 0, nil
 	}
-	ids, tokens := claimColumns(claims)
+	seqs, tokens := claimColumns(claims)
 	tag, err := s.pool.Exec(ctx, `UPDATE payment_orders p SET lease_until = `+dbNow(1)+` + `+interval(4)+`
-		FROM unnest($2::text[], $3::bigint[]) AS c (id, token) WHERE `+held, s.clockArg(), ids, tokens, lease.Microseconds())
+		FROM unnest($2::bigint[], $3::bigint[]) AS c (seq, token) WHERE `+held, s.clockArg(), seqs, tokens, lease.Microseconds())
 	if err != nil {
 		return 0, err
 	}
@@ -421,9 +436,9 @@ func (s *Store) ReleaseClaims(ctx context.Context, claims []floodgate.Claim) err
 	if len(claims) == 0 {
 		return nil
 	}
-	ids, tokens := claimColumns(claims)
+	seqs, tokens := claimColumns(claims)
 	_, err := s.pool.Exec(ctx, `UPDATE payment_orders p SET lease_until = 'epoch'
-		FROM unnest($2::text[], $3::bigint[]) AS c (id, token) WHERE `+held, s.clockArg(), ids, tokens)
+		FROM unnest($2::bigint[], $3::bigint[]) AS c (seq, token) WHERE `+held, s.clockArg(), seqs, tokens)
 	return err
 }
 
@@ -440,6 +455,6 @@ func (s *Store) ActionExpired(ctx context.Context, before time.Time, n int) ([]*
 	if n <= 0 {
 		return nil, nil
 	}
-	return collectOrders(s.pool.Query(ctx, `SELECT `+orderCols+` FROM payment_orders
-		WHERE status = 'requires_action' AND action_since < $1 ORDER BY action_since, seq LIMIT $2`, micro(before), n))
+	return collectOrders(s.pool.Query(ctx, `SELECT `+orderCols+orderFrom+`
+		WHERE o.status = 'requires_action' AND o.action_since < $1 ORDER BY o.action_since, o.seq LIMIT $2`, micro(before), n))
 }

@@ -334,13 +334,13 @@ func queueTotals(b *pgx.Batch, deltas map[string]floodgate.TotalsDelta, now time
 
 // --- donations ---
 
-// donationCols reads a donation with its order's state: the donation's
-// own columns from d, then the order's (orderCols) from o.
-var donationCols = `d.seq, d.id, d.campaign_id, d.idempotency_key, d.request_hash, d.amount, d.currency, d.email, d.name,
-	d.anonymous, d.message, d.declaration, d.created_at, ` + qualified("o", orderCols)
+// donationCols reads a donation, d, with its order's state (orderCols):
+// what the donor gave, then what the payment made of it.
+const donationCols = `d.seq, d.id, d.campaign_id, d.idempotency_key, d.request_hash, d.amount, d.currency, d.email, d.name,
+	d.anonymous, d.message, d.declaration, d.created_at, ` + orderCols
 
 // donationFrom joins a donation to its order, which shares its seq.
-const donationFrom = ` FROM donations d JOIN payment_orders o ON o.seq = d.seq`
+const donationFrom = orderFrom
 
 func scanDonation(row pgx.Row) (*floodgate.Donation, error) {
 	var (
@@ -377,28 +377,24 @@ func donationNotFound(id string) error {
 // insDonations inserts a whole batch in one statement: unnest turns the
 // column arrays back into rows, in the batch's order (so seq increases
 // along the batch), a key already stored is skipped rather than failing the
-// statement, and each new donation gets its payment order, at its seq, and
-// its first history line in the same statement.
-const insDonations = `WITH u AS (
-	SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::bytea[], $5::bigint[], $6::text[], $7::text[],
-		$8::text[], $9::text[], $10::boolean[], $11::text[], $12::text[], $13::text[], $15::text[]) WITH ORDINALITY
-		AS u (id, campaign_id, idempotency_key, request_hash, amount, currency, email, name,
-			payment_method, anonymous, message, declaration, client_addr, order_id, ord)
-), ins AS (
+// statement, and each new donation gets its payment order, at its seq, as
+// floodgate.NewOrder describes it (in request format $15), and its first
+// history line in the same statement.
+const insDonations = `WITH ins AS (
 	INSERT INTO donations (id, campaign_id, idempotency_key, request_hash, amount, currency, email, name,
-		payment_method, anonymous, message, declaration, created_at)
+		payment_method, anonymous, message, declaration, client_addr, created_at)
 	SELECT u.id, u.campaign_id, u.idempotency_key, u.request_hash, u.amount, u.currency, u.email, u.name,
-		u.payment_method, u.anonymous, u.message, u.declaration::jsonb, $14
-	FROM u
+		u.payment_method, u.anonymous, u.message, u.declaration::jsonb, u.client_addr, $14
+	FROM unnest($1::text[], $2::text[], $3::text[], $4::bytea[], $5::bigint[], $6::text[], $7::text[],
+		$8::text[], $9::text[], $10::boolean[], $11::text[], $12::text[], $13::text[]) WITH ORDINALITY
+		AS u (id, campaign_id, idempotency_key, request_hash, amount, currency, email, name,
+			payment_method, anonymous, message, declaration, client_addr, ord)
 	ORDER BY u.ord
 	ON CONFLICT (campaign_id, idempotency_key) DO NOTHING
 	RETURNING seq, id
 ), ord AS (
-	INSERT INTO payment_orders (seq, id, kind, pays_for, campaign_id, amount, currency, payment_method, client_addr,
-		status, format, created_at, updated_at)
-	SELECT ins.seq, u.order_id, 'donation', ins.id, u.campaign_id, u.amount, u.currency, u.payment_method, u.client_addr,
-		'accepted', $16, $14, $14
-	FROM ins JOIN u ON u.id = ins.id
+	INSERT INTO payment_orders (seq, kind, status, format, updated_at)
+	SELECT seq, 'donation', 'accepted', $15, $14 FROM ins
 ), hist AS (
 	INSERT INTO order_history (order_seq, n, status, at)
 	SELECT seq, 0, 'accepted', $14 FROM ins
@@ -407,16 +403,15 @@ SELECT seq, id FROM ins`
 
 // batchColumns holds a batch's rows as one array per column, for unnest.
 type batchColumns struct {
-	id, campaign, key, email, name, currency, pm, message, addr, order []string
-	hash                                                               [][]byte
-	amount                                                             []int64
-	anonymous                                                          []bool
-	declaration                                                        []*string
+	id, campaign, key, email, name, currency, pm, message, addr []string
+	hash                                                        [][]byte
+	amount                                                      []int64
+	anonymous                                                   []bool
+	declaration                                                 []*string
 }
 
-func (b *batchColumns) add(id, order string, d *floodgate.Donation) {
+func (b *batchColumns) add(id string, d *floodgate.Donation) {
 	b.id = append(b.id, id)
-	b.order = append(b.order, order)
 	b.campaign = append(b.campaign, d.CampaignID)
 	b.key = append(b.key, d.IdempotencyKey)
 	b.hash = append(b.hash, d.RequestHash)
@@ -476,9 +471,8 @@ func (s *Store) acceptBatch(ctx context.Context, tx pgx.Tx, ds []*floodgate.Dona
 	}
 	var (
 		cols    batchColumns
-		first   = map[idemKey]int{}   // the index in ds that inserts each key
-		idAt    = map[string]int{}    // new donation id -> index in ds
-		orderOf = map[string]string{} // new donation id -> its order's id
+		first   = map[idemKey]int{} // the index in ds that inserts each key
+		idAt    = map[string]int{}  // new donation id -> index in ds
 		stored  = map[idemKey]*floodgate.Donation{}
 		deltas  = map[string]floodgate.TotalsDelta{}
 		pending int // donations not yet answered
@@ -499,8 +493,7 @@ func (s *Store) acceptBatch(ctx context.Context, tx pgx.Tx, ds []*floodgate.Dona
 			id = floodgate.NewID(floodgate.DonationIDPrefix)
 		}
 		idAt[id] = i
-		orderOf[id] = floodgate.NewID(floodgate.OrderIDPrefix)
-		cols.add(id, orderOf[id], d)
+		cols.add(id, d)
 	}
 	if pending == 0 {
 		return nil
@@ -508,7 +501,7 @@ func (s *Store) acceptBatch(ctx context.Context, tx pgx.Tx, ds []*floodgate.Dona
 
 	rows, err := tx.Query(ctx, insDonations, cols.id, cols.campaign, cols.key, cols.hash, cols.amount, cols.currency,
 		cols.email, cols.name, cols.pm, cols.anonymous, cols.message, cols.declaration, cols.addr, now,
-		cols.order, int(floodgate.CurrentFormat))
+		int(floodgate.CurrentFormat))
 	if err != nil {
 		return err
 	}
@@ -531,8 +524,8 @@ func (s *Store) acceptBatch(ctx context.Context, tx pgx.Tx, ds []*floodgate.Dona
 		}
 		d := ds[i]
 		nd := *d
-		nd.ID, nd.Seq, nd.CreatedAt = v.id, v.seq, now
-		nd.ShowOrder(floodgate.NewOrder(&nd, orderOf[v.id], now))
+		nd.ID, nd.Seq = v.id, v.seq
+		nd.Accepted(now)
 		results[i].Donation = &nd
 		stored[idemKey{d.CampaignID, d.IdempotencyKey}] = &nd
 		pending--
@@ -658,7 +651,7 @@ func (s *Store) ReplacePaymentMethod(ctx context.Context, id, pm string, now tim
 // id; it returns the donation as it now is, or, with a refusal, as it was.
 func (s *Store) moveDonation(ctx context.Context, id string, decide decision) (*floodgate.Donation, error) {
 	var out *floodgate.Donation
-	_, err := s.move(ctx, `seq = (SELECT seq FROM donations WHERE id = $1)`, id, decide, func(b *pgx.Batch, seq int64) {
+	_, err := s.move(ctx, `d.id = $1`, id, decide, func(b *pgx.Batch, seq int64) {
 		b.Queue(`SELECT `+donationCols+donationFrom+` WHERE d.seq = $1`, seq).QueryRow(func(row pgx.Row) (err error) {
 			out, err = scanDonation(row)
 			return err

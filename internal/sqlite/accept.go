@@ -29,26 +29,25 @@ type acceptState struct {
 	keys map[int64]int64
 	more map[int64][]int64
 
-	insChunk, insOne     *sql.Stmt
-	orderChunk, orderOne *sql.Stmt
-	histChunk, histOne   *sql.Stmt
+	insChunk, insOne   *sql.Stmt
+	insOrders          *sql.Stmt
+	histChunk, histOne *sql.Stmt
 }
 
 const insertCols = `(seq, id, campaign_id, idempotency_key, key_hash, request_hash, amount, currency, email, name,
-	payment_method, anonymous, message, declaration, created_at)`
+	payment_method, anonymous, message, declaration, client_addr, created_at)`
 
-const insertRow = `(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
+const insertRow = `(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
 
 // insertArgs is how many arguments insertRow takes.
-const insertArgs = 15
+const insertArgs = 16
 
-const orderInsertCols = `(seq, id, kind, pays_for, campaign_id, amount, currency, payment_method, client_addr,
-	status, format, created_at, updated_at)`
-
-const orderInsertRow = `(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
-
-// orderArgs is how many arguments orderInsertRow takes.
-const orderArgs = 13
+// insertOrders makes the payment orders of the donations with seqs from ?2
+// to ?3, just inserted, as floodgate.NewOrder describes them, in request
+// format ?1: one statement for the batch, and what the order reads from
+// its donation is not written twice.
+const insertOrders = `INSERT INTO payment_orders (seq, kind, status, format, updated_at)
+	SELECT seq, 'donation', 'accepted', ?, created_at FROM donations WHERE seq >= ? AND seq <= ?`
 
 const historyRow = `(?, 0, 'accepted', ?, '', '')`
 
@@ -66,8 +65,7 @@ func (s *Store) openAccept(ctx context.Context) error {
 	}{
 		{&a.insChunk, `INSERT INTO donations ` + insertCols + ` VALUES ` + rows(insertRow, chunk)},
 		{&a.insOne, `INSERT INTO donations ` + insertCols + ` VALUES ` + insertRow},
-		{&a.orderChunk, `INSERT INTO payment_orders ` + orderInsertCols + ` VALUES ` + rows(orderInsertRow, chunk)},
-		{&a.orderOne, `INSERT INTO payment_orders ` + orderInsertCols + ` VALUES ` + orderInsertRow},
+		{&a.insOrders, insertOrders},
 		{&a.histChunk, `INSERT INTO order_history (order_seq, n, status, at, failure_code, note) VALUES ` + rows(historyRow, chunk)},
 		{&a.histOne, `INSERT INTO order_history (order_seq, n, status, at, failure_code, note) VALUES ` + historyRow},
 	} {
@@ -129,8 +127,9 @@ func keyHash(campaign, key string) int64 {
 
 // AcceptDonations implements floodgate.Store: one BEGIN IMMEDIATE ...
 // COMMIT for the whole batch, so the batch costs one fsync, with
-// multi-row inserts of the donations, their orders and their first
-// history lines, and no B-tree index over random keys.
+// multi-row inserts of the donations and their first history lines, one
+// statement that makes their orders, and no B-tree index over random
+// keys.
 func (s *Store) AcceptDonations(ctx context.Context, ds []*floodgate.Donation) ([]floodgate.AcceptResult, error) {
 	a := &s.accept
 	a.mu.Lock()
@@ -161,7 +160,6 @@ func (s *Store) AcceptDonations(ctx context.Context, ds []*floodgate.Donation) (
 	type added struct {
 		hash int64
 		d    *floodgate.Donation
-		o    *floodgate.PaymentOrder
 	}
 	var fresh []added
 	batch := map[int64][]*floodgate.Donation{} // this batch's new donations by key hash
@@ -184,11 +182,10 @@ func (s *Store) AcceptDonations(ctx context.Context, ds []*floodgate.Donation) (
 		if nd.ID == "" {
 			nd.ID = floodgate.NewID(floodgate.DonationIDPrefix)
 		}
-		nd.Seq, nd.CreatedAt = next, now
+		nd.Seq = next
 		next++
-		o := floodgate.NewOrder(&nd, floodgate.NewID(floodgate.OrderIDPrefix), now)
-		nd.ShowOrder(o)
-		fresh = append(fresh, added{h, &nd, o})
+		nd.Accepted(now)
+		fresh = append(fresh, added{h, &nd})
 		batch[h] = append(batch[h], &nd)
 		results[i].Donation = &nd
 		delta := deltas[d.CampaignID]
@@ -198,43 +195,45 @@ func (s *Store) AcceptDonations(ctx context.Context, ds []*floodgate.Donation) (
 
 	at := nanos(now)
 	insChunk, insOne := tx.StmtContext(ctx, a.insChunk), tx.StmtContext(ctx, a.insOne)
-	orderChunk, orderOne := tx.StmtContext(ctx, a.orderChunk), tx.StmtContext(ctx, a.orderOne)
 	histChunk, histOne := tx.StmtContext(ctx, a.histChunk), tx.StmtContext(ctx, a.histOne)
 	args := make([]any, 0, chunk*insertArgs)
-	oargs := make([]any, 0, chunk*orderArgs)
 	hargs := make([]any, 0, chunk*2)
 	for start := 0; start < len(fresh); start += chunk {
 		part := fresh[start:min(start+chunk, len(fresh))]
-		args, oargs, hargs = args[:0], oargs[:0], hargs[:0]
+		args, hargs = args[:0], hargs[:0]
 		for _, f := range part {
-			d, o := f.d, f.o
+			d := f.d
 			args = append(args, d.Seq, d.ID, d.CampaignID, d.IdempotencyKey, f.hash, d.RequestHash, d.Amount, d.Currency,
-				d.Email, d.Name, d.PaymentMethod, d.Anonymous, d.Message, declarationText(d.Declaration), at)
-			oargs = append(oargs, o.Seq, o.ID, string(o.Kind), o.PaysFor, o.CampaignID, o.Amount, o.Currency,
-				o.PaymentMethod, o.ClientAddr, string(o.Status), int(o.Format), at, at)
+				d.Email, d.Name, d.PaymentMethod, d.Anonymous, d.Message, declarationText(d.Declaration), d.ClientAddr, at)
 			hargs = append(hargs, d.Seq, at)
 		}
+		ins, hist := insChunk, histChunk
+		if len(part) < chunk {
+			ins, hist = insOne, histOne
+		}
 		if len(part) == chunk {
-			for _, x := range []struct {
-				st   *sql.Stmt
-				args []any
-			}{{insChunk, args}, {orderChunk, oargs}, {histChunk, hargs}} {
-				if _, err := x.st.ExecContext(ctx, x.args...); err != nil {
-					return nil, err
-				}
+			if _, err := ins.ExecContext(ctx, args...); err != nil {
+				return nil, err
+			}
+			if _, err := hist.ExecContext(ctx, hargs...); err != nil {
+				return nil, err
 			}
 			continue
 		}
 		for j := range part {
-			for _, x := range []struct {
-				st   *sql.Stmt
-				args []any
-				n    int
-			}{{insOne, args, insertArgs}, {orderOne, oargs, orderArgs}, {histOne, hargs, 2}} {
-				if _, err := x.st.ExecContext(ctx, x.args[j*x.n:(j+1)*x.n]...); err != nil {
-					return nil, err
-				}
+			if _, err := ins.ExecContext(ctx, args[j*insertArgs:(j+1)*insertArgs]...); err != nil {
+				return nil, err
 			}
+			if _, err := hist.ExecContext(ctx, hargs[j*2:(j+1)*2]...); err != nil {
+				return nil, err
+			}
+		}
+	}
+	if len(fresh) > 0 {
+		// The batch's seqs run without a gap: next counted them out.
+		first, last := fresh[0].d.Seq, fresh[len(fresh)-1].d.Seq
+		if _, err := tx.StmtContext(ctx, a.insOrders).ExecContext(ctx, int(floodgate.CurrentFormat), first, last); err != nil {
+			return nil, err
 		}
 	}
 	if err := s.applyTotals(ctx, tx, deltas, now); err != nil {

@@ -1,7 +1,6 @@
 package sqlite
 
 import (
-	"cmp"
 	"context"
 	"database/sql"
 	"encoding/json"
@@ -19,19 +18,22 @@ import (
 // process's clock, s.clock, and no other node's clock can disagree with
 // it.
 
-// orderCols are a payment order's columns, in the order orderRow scans.
-const orderCols = `seq, id, kind, pays_for, campaign_id, amount, currency, payment_method, client_addr, status,
-	attempt, key_since, format, payment_intent_id, client_secret, next_action, failure_code, action_since,
-	claimed_by, lease_until, token, refunded, disputed, created_at, updated_at`
+// orderCols read a payment order, in the order orderRow scans: what the
+// payment changes from the order, o, and what is charged from the donation
+// it pays for, d, which shares its seq (see orderFrom). The order's
+// payment method is the donation's until a new one replaces it.
+const orderCols = `o.seq, o.kind, d.id, d.campaign_id, d.amount, d.currency,
+	COALESCE(o.payment_method, d.payment_method), d.client_addr, o.status, o.attempt, o.key_since, o.format,
+	o.payment_intent_id, o.client_secret, o.next_action, o.failure_code, o.action_since, o.claimed_by,
+	o.lease_until, o.token, o.refunded, o.disputed, d.created_at, o.updated_at`
 
-// qualified is cols, a comma-separated column list, each column prefixed
-// by alias.
-func qualified(alias, cols string) string {
-	cs := strings.Split(cols, ",")
-	for i, c := range cs {
-		cs[i] = alias + "." + strings.TrimSpace(c)
-	}
-	return strings.Join(cs, ", ")
+// orderFrom joins each order to the donation it pays for.
+const orderFrom = ` FROM payment_orders o JOIN donations d ON d.seq = o.seq`
+
+// byOrderID is the condition, with its argument, that matches the order
+// with id id: the one that pays for its donation.
+func byOrderID(id string) (string, any) {
+	return `d.id = ?`, floodgate.PaysForOf(floodgate.KindDonation, id)
 }
 
 // orderRow scans orderCols.
@@ -46,13 +48,14 @@ type orderRow struct {
 
 func (r *orderRow) dest() []any {
 	o := &r.o
-	return []any{&o.Seq, &o.ID, &r.kind, &o.PaysFor, &o.CampaignID, &o.Amount, &o.Currency, &o.PaymentMethod,
+	return []any{&o.Seq, &r.kind, &o.PaysFor, &o.CampaignID, &o.Amount, &o.Currency, &o.PaymentMethod,
 		&o.ClientAddr, &r.status, &o.Attempt, &r.keySince, &r.format, &r.pi, &r.secret, &r.next, &r.fail,
 		&r.actionSince, &r.by, &r.leaseUntil, &o.Token, &o.Refunded, &o.Disputed, &r.created, &r.updated}
 }
 
 func (r *orderRow) order() *floodgate.PaymentOrder {
 	o := r.o
+	o.ID = floodgate.OrderIDOf(o.PaysFor)
 	o.Kind, o.Status, o.Format = floodgate.OrderKind(r.kind), floodgate.OrderStatus(r.status), floodgate.RequestFormat(r.format)
 	o.KeySince, o.ActionSince, o.LeaseUntil = timePtr(r.keySince), timePtr(r.actionSince), timePtr(r.leaseUntil)
 	o.PaymentIntentID, o.ClientSecret, o.FailureCode, o.ClaimedBy = r.pi.String, r.secret.String, r.fail.String, r.by.String
@@ -98,19 +101,20 @@ func orderNotFound(id string) error {
 
 // Order implements floodgate.Store.
 func (s *Store) Order(ctx context.Context, id string) (*floodgate.PaymentOrder, error) {
-	o, err := scanOrder(s.r.QueryRowContext(ctx, `SELECT `+orderCols+` FROM payment_orders WHERE id = ?`, id))
+	where, arg := byOrderID(id)
+	o, err := scanOrder(s.r.QueryRowContext(ctx, `SELECT `+orderCols+orderFrom+` WHERE `+where, arg))
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, orderNotFound(id)
 	}
 	return o, err
 }
 
-// OrderOf implements floodgate.Store: a donation's order shares its seq.
+// OrderOf implements floodgate.Store.
 func (s *Store) OrderOf(ctx context.Context, kind floodgate.OrderKind, paysFor string) (*floodgate.PaymentOrder, error) {
 	if kind != floodgate.KindDonation {
 		return nil, floodgate.Errorf(floodgate.ENOTFOUND, "No %s order for %q.", kind, paysFor)
 	}
-	o, err := scanOrder(s.r.QueryRowContext(ctx, `SELECT `+qualified("o", orderCols)+donationFrom+` WHERE d.id = ?`, paysFor))
+	o, err := scanOrder(s.r.QueryRowContext(ctx, `SELECT `+orderCols+orderFrom+` WHERE d.id = ?`, paysFor))
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, floodgate.Errorf(floodgate.ENOTFOUND, "Donation %q not found.", paysFor)
 	}
@@ -119,7 +123,7 @@ func (s *Store) OrderOf(ctx context.Context, kind floodgate.OrderKind, paysFor s
 
 // OrderByPaymentIntent implements floodgate.Store.
 func (s *Store) OrderByPaymentIntent(ctx context.Context, paymentIntentID string) (*floodgate.PaymentOrder, error) {
-	o, err := scanOrder(s.r.QueryRowContext(ctx, `SELECT `+orderCols+` FROM payment_orders WHERE payment_intent_id = ?`, paymentIntentID))
+	o, err := scanOrder(s.r.QueryRowContext(ctx, `SELECT `+orderCols+orderFrom+` WHERE o.payment_intent_id = ?`, paymentIntentID))
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, floodgate.Errorf(floodgate.ENOTFOUND, "No payment order has PaymentIntent %q.", paymentIntentID)
 	}
@@ -128,14 +132,14 @@ func (s *Store) OrderByPaymentIntent(ctx context.Context, paymentIntentID string
 
 // NewKeyGeneration implements floodgate.Store.
 func (s *Store) NewKeyGeneration(ctx context.Context, c floodgate.Claim, from int, paymentIntentID string, now time.Time) (*floodgate.PaymentOrder, error) {
-	return s.moveOrder(ctx, c.Order, func(o *floodgate.PaymentOrder, clock time.Time) (floodgate.Transition, error) {
+	return s.moveClaimed(ctx, c, func(o *floodgate.PaymentOrder, clock time.Time) (floodgate.Transition, error) {
 		return floodgate.ApplyNewKeyGeneration(o, c.Token, from, paymentIntentID, now, clock)
 	})
 }
 
 // Defer implements floodgate.Store.
 func (s *Store) Defer(ctx context.Context, c floodgate.Claim, wait time.Duration) error {
-	_, err := s.moveOrder(ctx, c.Order, func(o *floodgate.PaymentOrder, now time.Time) (floodgate.Transition, error) {
+	_, err := s.moveClaimed(ctx, c, func(o *floodgate.PaymentOrder, now time.Time) (floodgate.Transition, error) {
 		return floodgate.ApplyDefer(o, c.Token, now.Add(wait), now)
 	})
 	return err
@@ -163,9 +167,19 @@ type decision func(o *floodgate.PaymentOrder, now time.Time) (floodgate.Transiti
 
 // moveOrder is move on the order with id id.
 func (s *Store) moveOrder(ctx context.Context, id string, decide decision) (*floodgate.PaymentOrder, error) {
-	o, err := s.move(ctx, `id = ?`, id, decide, nil)
+	where, arg := byOrderID(id)
+	o, err := s.move(ctx, where, arg, decide, nil)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, orderNotFound(id)
+	}
+	return o, err
+}
+
+// moveClaimed is move on the order claim c names, at its place in line.
+func (s *Store) moveClaimed(ctx context.Context, c floodgate.Claim, decide decision) (*floodgate.PaymentOrder, error) {
+	o, err := s.move(ctx, `o.seq = ?`, c.Seq, decide, nil)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, orderNotFound(c.Order)
 	}
 	return o, err
 }
@@ -183,7 +197,7 @@ func (s *Store) move(ctx context.Context, where string, arg any, decide decision
 		return nil, err
 	}
 	defer func() { _ = tx.Rollback() }()
-	o, err := scanOrder(tx.QueryRowContext(ctx, `SELECT `+orderCols+` FROM payment_orders WHERE `+where, arg))
+	o, err := scanOrder(tx.QueryRowContext(ctx, `SELECT `+orderCols+orderFrom+` WHERE `+where, arg))
 	if err != nil {
 		return nil, err
 	}
@@ -207,7 +221,7 @@ func (s *Store) move(ctx context.Context, where string, arg any, decide decision
 	if err := s.write(ctx, tx, o, t); err != nil {
 		return nil, err
 	}
-	no, err := scanOrder(tx.QueryRowContext(ctx, `SELECT `+orderCols+` FROM payment_orders WHERE seq = ?`, o.Seq))
+	no, err := scanOrder(tx.QueryRowContext(ctx, `SELECT `+orderCols+orderFrom+` WHERE o.seq = ?`, o.Seq))
 	if err != nil {
 		return nil, err
 	}
@@ -297,7 +311,7 @@ func (s *Store) Backlog(ctx context.Context) (floodgate.Backlog, error) {
 		b       floodgate.Backlog
 		created sql.NullInt64
 	)
-	err := s.r.QueryRowContext(ctx, `SELECT seq, created_at FROM payment_orders WHERE status = 'accepted' ORDER BY seq LIMIT 1`).
+	err := s.r.QueryRowContext(ctx, `SELECT o.seq, d.created_at`+orderFrom+` WHERE o.status = 'accepted' ORDER BY o.seq LIMIT 1`).
 		Scan(&b.HeadSeq, &created)
 	if err != nil && !errors.Is(err, sql.ErrNoRows) {
 		return b, err
@@ -360,37 +374,44 @@ func (s *Store) ClaimOrders(ctx context.Context, owner string, n int, lease time
 	if err != nil {
 		return nil, err
 	}
-	out := make([]*floodgate.PaymentOrder, 0, len(seqs))
-	take, err := tx.PrepareContext(ctx, `UPDATE payment_orders SET claimed_by = ?, lease_until = ?, token = ? WHERE seq = ? RETURNING `+orderCols)
+	take, err := tx.PrepareContext(ctx, `UPDATE payment_orders SET claimed_by = ?, lease_until = ?, token = ? WHERE seq = ?`)
 	if err != nil {
 		return nil, err
 	}
 	defer take.Close()
 	claim, err := tx.PrepareContext(ctx, `UPDATE payment_orders SET status = 'processing', claimed_by = ?, lease_until = ?, token = ?,
-		key_since = COALESCE(key_since, ?), updated_at = ? WHERE seq = ? RETURNING `+orderCols)
+		key_since = COALESCE(key_since, ?), updated_at = ? WHERE seq = ?`)
 	if err != nil {
 		return nil, err
 	}
 	defer claim.Close()
 	hist := tx.StmtContext(ctx, s.insHistory)
-	deltas := map[string]floodgate.TotalsDelta{}
+	args := make([]any, len(seqs))
 	for i, seq := range seqs {
+		args[i] = seq
 		token := base + int64(i) + 1
 		if i < len(orphans) {
-			o, err := scanOrder(take.QueryRowContext(ctx, owner, until, token, seq))
-			if err != nil {
+			if _, err := take.ExecContext(ctx, owner, until, token, seq); err != nil {
 				return nil, err
 			}
-			out = append(out, o)
 			continue
 		}
-		o, err := scanOrder(claim.QueryRowContext(ctx, owner, until, token, nanos(now), nanos(now), seq))
-		if err != nil {
+		if _, err := claim.ExecContext(ctx, owner, until, token, nanos(now), nanos(now), seq); err != nil {
 			return nil, err
 		}
-		out = append(out, o)
 		if _, err := hist.ExecContext(ctx, seq, seq, string(floodgate.StatusProcessing), nanos(now), "", ""); err != nil {
 			return nil, err
+		}
+	}
+	out, err := queryOrders(ctx, tx, `SELECT `+orderCols+orderFrom+` WHERE o.seq IN (`+
+		strings.TrimSuffix(strings.Repeat("?, ", len(seqs)), ", ")+`) ORDER BY o.seq`, args...)
+	if err != nil {
+		return nil, err
+	}
+	deltas := map[string]floodgate.TotalsDelta{}
+	for _, o := range out {
+		if slices.Contains(orphans, o.Seq) {
+			continue
 		}
 		delta := deltas[o.CampaignID]
 		delta.Add(floodgate.Delta(floodgate.StatusAccepted, floodgate.StatusProcessing, o.Amount))
@@ -402,7 +423,6 @@ func (s *Store) ClaimOrders(ctx context.Context, owner string, n int, lease time
 	if err := tx.Commit(); err != nil {
 		return nil, err
 	}
-	slices.SortFunc(out, func(a, b *floodgate.PaymentOrder) int { return cmp.Compare(a.Seq, b.Seq) })
 	return out, nil
 }
 
@@ -419,9 +439,9 @@ func collectSeqs(rows *sql.Rows) ([]int64, error) {
 	return out, rows.Err()
 }
 
-// held is the condition, in SQL, that a claim (id = ?, token = ?) still
+// held is the condition, in SQL, that a claim (seq = ?, token = ?) still
 // holds its order at a time (?): PaymentOrder.Held.
-const held = `id = ? AND token = ? AND token <> 0 AND claimed_by IS NOT NULL AND lease_until > ?`
+const held = `seq = ? AND token = ? AND token <> 0 AND claimed_by IS NOT NULL AND lease_until > ?`
 
 // ExtendClaims implements floodgate.Store.
 func (s *Store) ExtendClaims(ctx context.Context, claims []floodgate.Claim, lease time.Duration) (int, error) {
@@ -443,7 +463,7 @@ func (s *Store) ReleaseClaims(ctx context.Context, claims []floodgate.Claim) err
 	return err
 }
 
-// eachClaim runs update, whose arguments are (value, id, token, now), for
+// eachClaim runs update, whose arguments are (value, seq, token, now), for
 // every claim in one transaction, and returns how many rows it changed.
 func (s *Store) eachClaim(ctx context.Context, claims []floodgate.Claim, update string, value, now int64) (int, error) {
 	tx, err := s.w.BeginTx(ctx, nil)
@@ -458,7 +478,7 @@ func (s *Store) eachClaim(ctx context.Context, claims []floodgate.Claim, update 
 	defer st.Close()
 	var n int64
 	for _, c := range claims {
-		res, err := st.ExecContext(ctx, value, c.Order, c.Token, now)
+		res, err := st.ExecContext(ctx, value, c.Seq, c.Token, now)
 		if err != nil {
 			return 0, err
 		}
@@ -500,6 +520,6 @@ func (s *Store) TakeBackClaims(ctx context.Context) error {
 
 // ActionExpired implements floodgate.Store.
 func (s *Store) ActionExpired(ctx context.Context, before time.Time, n int) ([]*floodgate.PaymentOrder, error) {
-	return queryOrders(ctx, s.r, `SELECT `+orderCols+` FROM payment_orders
-		WHERE status = 'requires_action' AND action_since < ? ORDER BY action_since LIMIT ?`, nanos(before), n)
+	return queryOrders(ctx, s.r, `SELECT `+orderCols+orderFrom+`
+		WHERE o.status = 'requires_action' AND o.action_since < ? ORDER BY o.action_since LIMIT ?`, nanos(before), n)
 }

@@ -27,7 +27,9 @@ type Options struct {
 	Path string
 	// ReadConns bounds the read-only connection pool.
 	ReadConns int
-	// Clock stamps accepted donations; the system clock when nil.
+	// Clock stamps accepted donations and is the database's clock, by
+	// which leases are granted and judged (the process that opens the
+	// file is its only one); the system clock when nil.
 	Clock floodgate.Clock
 }
 
@@ -157,7 +159,7 @@ func DefaultPath(dataDir string) string { return filepath.Join(dataDir, "floodga
 func (s *Store) Close() error {
 	var errs []error
 	a := &s.accept
-	for _, st := range []*sql.Stmt{s.insHistory, s.updTotals, a.insChunk, a.insOne, a.orderChunk, a.orderOne, a.histChunk, a.histOne} {
+	for _, st := range []*sql.Stmt{s.insHistory, s.updTotals, a.insChunk, a.insOne, a.insOrders, a.histChunk, a.histOne} {
 		if st != nil {
 			errs = append(errs, st.Close())
 		}
@@ -393,13 +395,13 @@ func (s *Store) applyTotals(ctx context.Context, tx *sql.Tx, deltas map[string]f
 
 // --- donations ---
 
-// donationCols reads a donation with its order's state: the donation's
-// own columns from d, then the order's (orderCols) from o.
-var donationCols = `d.seq, d.id, d.campaign_id, d.idempotency_key, d.request_hash, d.amount, d.currency, d.email, d.name,
-	d.anonymous, d.message, d.declaration, d.created_at, ` + qualified("o", orderCols)
+// donationCols reads a donation, d, with its order's state (orderCols):
+// what the donor gave, then what the payment made of it.
+const donationCols = `d.seq, d.id, d.campaign_id, d.idempotency_key, d.request_hash, d.amount, d.currency, d.email, d.name,
+	d.anonymous, d.message, d.declaration, d.created_at, ` + orderCols
 
 // donationFrom joins a donation to its order, which shares its seq.
-const donationFrom = ` FROM donations d JOIN payment_orders o ON o.seq = d.seq`
+const donationFrom = orderFrom
 
 func scanDonation(sc scanner) (*floodgate.Donation, error) {
 	var (
@@ -494,7 +496,7 @@ func (s *Store) ReplacePaymentMethod(ctx context.Context, id, pm string, now tim
 // id; it returns the donation as it now is.
 func (s *Store) moveDonation(ctx context.Context, id string, decide decision) (*floodgate.Donation, error) {
 	var out *floodgate.Donation
-	_, err := s.move(ctx, `seq = (SELECT seq FROM donations WHERE id = ?)`, id, decide, func(tx *sql.Tx, seq int64) (err error) {
+	_, err := s.move(ctx, `d.id = ?`, id, decide, func(tx *sql.Tx, seq int64) (err error) {
 		out, err = scanDonation(tx.QueryRowContext(ctx, `SELECT `+donationCols+donationFrom+` WHERE d.seq = ?`, seq))
 		return err
 	})

@@ -282,7 +282,7 @@ func testAccept(t *testing.T, open Opener) {
 		// Its payment order waits in line at its place, in the current
 		// request format, unclaimed.
 		o, err := f.store.Order(f.ctx, d.OrderID)
-		if err != nil || !floodgate.ValidID(floodgate.OrderIDPrefix, o.ID) || o.Kind != floodgate.KindDonation || o.PaysFor != d.ID ||
+		if err != nil || o.ID != floodgate.OrderIDOf(d.ID) || o.Kind != floodgate.KindDonation || o.PaysFor != d.ID ||
 			o.Seq != d.Seq || o.CampaignID != "c" || o.Amount != d.Amount || o.Currency != "eur" || o.PaymentMethod != "pm_card_visa" ||
 			o.ClientAddr != "192.0.2.1" || o.Status != floodgate.StatusAccepted || o.Format != floodgate.CurrentFormat ||
 			o.Attempt != 0 || o.KeySince != nil || o.Token != 0 || o.ClaimedBy != "" || !o.CreatedAt.Equal(Epoch) {
@@ -665,7 +665,7 @@ func testNewKeyGeneration(t *testing.T, open Opener) {
 	wantTotals(t, f.totals("c"), 0, 0, 1000, 1, 0)
 
 	// Only the claim's holder moves it on.
-	_, err = f.store.NewKeyGeneration(f.ctx, floodgate.Claim{Order: c.Order, Token: c.Token + 1000}, 1, "", f.clock.Now())
+	_, err = f.store.NewKeyGeneration(f.ctx, floodgate.Claim{Order: c.Order, Seq: c.Seq, Token: c.Token + 1000}, 1, "", f.clock.Now())
 	wantCode(t, err, floodgate.ESTATE)
 
 	// A PaymentIntent found awaiting confirmation is recorded with the

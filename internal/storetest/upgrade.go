@@ -213,7 +213,7 @@ func RunUpgrade(t *testing.T, build LegacyStore, single bool) {
 		if err != nil {
 			t.Fatalf("Donation(%s): %v", want.ID, err)
 		}
-		if !floodgate.ValidID(floodgate.OrderIDPrefix, got.OrderID) {
+		if got.OrderID != floodgate.OrderIDOf(want.ID) {
 			t.Fatalf("donation %s has order %q", want.ID, got.OrderID)
 		}
 		want.OrderID = got.OrderID

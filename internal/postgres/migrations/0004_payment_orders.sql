@@ -1,19 +1,16 @@
 -- Payment orders: the tables of internal/sqlite's 0004_payment_orders.sql,
--- with PostgreSQL's types. An order holds what is charged, how, under
--- which key generation and request format, the PaymentIntent, the lease
--- and its fencing token, the status and what was taken back; the donation
--- keeps what the donor gave. The line of waiting work is the line of
--- orders, and a donation's order shares its seq, its place in that line.
+-- with PostgreSQL's types. An order keeps what the payment changes: its
+-- status, key generation and request format, PaymentIntent, lease and
+-- fencing token, and what was taken back. What is charged (amount,
+-- currency, campaign, the payer's address, the payment method given) stays
+-- with what it pays for, read with the order: a donation's order shares
+-- its seq, and its id is the donation's under the order prefix
+-- (floodgate.OrderIDOf), so accepting a gift writes a few bytes more and no
+-- index more. The line of waiting work is the line of orders.
 CREATE TABLE payment_orders (
 	seq               bigint PRIMARY KEY,
-	id                text NOT NULL UNIQUE,
 	kind              text NOT NULL,
-	pays_for          text NOT NULL,
-	campaign_id       text NOT NULL,
-	amount            bigint NOT NULL,
-	currency          text NOT NULL,
-	payment_method    text NOT NULL,
-	client_addr       text NOT NULL,
+	payment_method    text, -- NULL: the one given with what it pays for
 	status            text NOT NULL CHECK (status IN
 		('accepted', 'processing', 'requires_action', 'succeeded', 'failed', 'canceled')),
 	attempt           integer NOT NULL DEFAULT 0,
@@ -29,21 +26,18 @@ CREATE TABLE payment_orders (
 	token             bigint NOT NULL DEFAULT 0,
 	refunded          bigint NOT NULL DEFAULT 0,
 	disputed          bigint NOT NULL DEFAULT 0,
-	created_at        timestamptz NOT NULL,
 	updated_at        timestamptz NOT NULL
 );
 
--- Every donation gets its order, in whatever state it stands. Its id is the
--- donation's with the order prefix (unique, and in creation order like a
--- new id). Its key generation began before orders, so it keeps the request
--- format of then (0): a key in flight is sent again with the very
--- parameters it was first sent with.
-INSERT INTO payment_orders (seq, id, kind, pays_for, campaign_id, amount, currency, payment_method, client_addr,
-	status, attempt, key_since, format, payment_intent_id, client_secret, next_action, failure_code, action_since,
-	claimed_by, lease_until, token, refunded, disputed, created_at, updated_at)
-SELECT seq, 'po_' || substr(id, 5), 'donation', id, campaign_id, amount, currency, payment_method, client_addr,
-	status, attempt, key_since, 0, payment_intent_id, client_secret, next_action, failure_code, action_since,
-	claimed_by, lease_until, 0, refunded, disputed, created_at, updated_at
+-- Every donation gets its order, in whatever state it stands. Its key
+-- generation began before orders, so it keeps the request format of then
+-- (0): a key in flight is sent again with the very parameters it was first
+-- sent with. The payment method the donation holds is the current one
+-- (a new card replaced it there): it stays there.
+INSERT INTO payment_orders (seq, kind, status, attempt, key_since, format, payment_intent_id, client_secret,
+	next_action, failure_code, action_since, claimed_by, lease_until, token, refunded, disputed, updated_at)
+SELECT seq, 'donation', status, attempt, key_since, 0, payment_intent_id, client_secret,
+	next_action, failure_code, action_since, claimed_by, lease_until, 0, refunded, disputed, updated_at
 FROM donations;
 
 -- The line: only waiting orders are in this index, so its head is one
@@ -62,11 +56,9 @@ ALTER TABLE order_history RENAME COLUMN donation_seq TO order_seq;
 ALTER INDEX donation_history_pkey RENAME TO order_history_pkey;
 
 -- Donations keep what the donor gave: the columns the payment changes
--- moved to the order (payment_method stays: the one given; the order's is
--- the one charged).
+-- moved to the order.
 DROP INDEX donations_waiting, donations_leased, donations_claimed, donations_action, donations_payment_intent;
 ALTER TABLE donations
-	DROP COLUMN client_addr,
 	DROP COLUMN status,
 	DROP COLUMN attempt,
 	DROP COLUMN key_since,

@@ -1,19 +1,16 @@
 -- Payment orders: what is paid for (a donation) split from the payment. An
--- order holds what is charged, how, under which key generation and request
--- format, the PaymentIntent, the lease and its fencing token, the status
--- and what was taken back; the donation keeps what the donor gave. The
--- line of waiting work is the line of orders, and a donation's order
--- shares its seq, its place in that line.
+-- order keeps what the payment changes: its status, key generation and
+-- request format, PaymentIntent, lease and fencing token, and what was
+-- taken back. What is charged (amount, currency, campaign, the payer's
+-- address, the payment method given) stays with what it pays for, read
+-- with the order: a donation's order shares its seq, and its id is the
+-- donation's under the order prefix (floodgate.OrderIDOf), so accepting a
+-- gift writes a few bytes more and no index more. The line of waiting
+-- work is the line of orders.
 CREATE TABLE payment_orders (
 	seq               INTEGER PRIMARY KEY,
-	id                TEXT NOT NULL UNIQUE,
 	kind              TEXT NOT NULL,
-	pays_for          TEXT NOT NULL,
-	campaign_id       TEXT NOT NULL,
-	amount            INTEGER NOT NULL,
-	currency          TEXT NOT NULL,
-	payment_method    TEXT NOT NULL,
-	client_addr       TEXT NOT NULL,
+	payment_method    TEXT,          -- NULL: the one given with what it pays for
 	status            TEXT NOT NULL,
 	attempt           INTEGER NOT NULL DEFAULT 0,
 	key_since         INTEGER,
@@ -28,21 +25,18 @@ CREATE TABLE payment_orders (
 	token             INTEGER NOT NULL DEFAULT 0,
 	refunded          INTEGER NOT NULL DEFAULT 0,
 	disputed          INTEGER NOT NULL DEFAULT 0,
-	created_at        INTEGER NOT NULL,
 	updated_at        INTEGER NOT NULL
 );
 
--- Every donation gets its order, in whatever state it stands. Its id is the
--- donation's with the order prefix (unique, and in creation order like a
--- new id). Its key generation began before orders, so it keeps the request
--- format of then (0): a key in flight is sent again with the very
--- parameters it was first sent with.
-INSERT INTO payment_orders (seq, id, kind, pays_for, campaign_id, amount, currency, payment_method, client_addr,
-	status, attempt, key_since, format, payment_intent_id, client_secret, next_action, failure_code, action_since,
-	claimed_by, lease_until, token, refunded, disputed, created_at, updated_at)
-SELECT seq, 'po_' || substr(id, 5), 'donation', id, campaign_id, amount, currency, payment_method, client_addr,
-	status, attempt, key_since, 0, payment_intent_id, client_secret, next_action, failure_code, action_since,
-	claimed_by, lease_until, 0, refunded, disputed, created_at, updated_at
+-- Every donation gets its order, in whatever state it stands. Its key
+-- generation began before orders, so it keeps the request format of then
+-- (0): a key in flight is sent again with the very parameters it was first
+-- sent with. The payment method the donation holds is the current one
+-- (a new card replaced it there): it stays there.
+INSERT INTO payment_orders (seq, kind, status, attempt, key_since, format, payment_intent_id, client_secret,
+	next_action, failure_code, action_since, claimed_by, lease_until, token, refunded, disputed, updated_at)
+SELECT seq, 'donation', status, attempt, key_since, 0, payment_intent_id, client_secret,
+	next_action, failure_code, action_since, claimed_by, lease_until, 0, refunded, disputed, updated_at
 FROM donations;
 
 -- The line: only waiting orders are in this index, so its head is one
@@ -71,16 +65,17 @@ CREATE TABLE donations (
 	currency        TEXT NOT NULL,
 	email           TEXT NOT NULL,
 	name            TEXT NOT NULL,
-	payment_method  TEXT NOT NULL, -- the one given; the order's is the one charged
+	payment_method  TEXT NOT NULL,
 	anonymous       INTEGER NOT NULL,
 	message         TEXT NOT NULL,
 	declaration     TEXT,          -- JSON object, or NULL
+	client_addr     TEXT NOT NULL,
 	created_at      INTEGER NOT NULL
 );
 INSERT INTO donations (seq, id, campaign_id, idempotency_key, key_hash, request_hash, amount, currency, email, name,
-	payment_method, anonymous, message, declaration, created_at)
+	payment_method, anonymous, message, declaration, client_addr, created_at)
 SELECT seq, id, campaign_id, idempotency_key, key_hash, request_hash, amount, currency, email, name,
-	payment_method, anonymous, message, declaration, created_at
+	payment_method, anonymous, message, declaration, client_addr, created_at
 FROM donations_v3;
 DROP TABLE donations_v3;
 
