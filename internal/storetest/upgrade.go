@@ -115,8 +115,8 @@ func legacyGifts(campaign string, now time.Time) ([]string, []LegacyDonation, fl
 		d := &floodgate.Donation{ID: floodgate.NewID(floodgate.DonationIDPrefix), CampaignID: campaign, IdempotencyKey: key,
 			RequestHash: h[:], Amount: g.amount, Currency: "eur", Email: g.name + "@example.org", Name: "Donor " + g.name,
 			PaymentMethod: "pm_card_visa", Message: "Go on, " + g.name, ClientAddr: fmt.Sprintf("192.0.2.%d", i+1),
-			Declaration: &floodgate.Declaration{Scheme: floodgate.SchemeIE, TextVersion: "2026-01", FirstName: "A", LastName: g.name},
-			Status:      floodgate.StatusAccepted, CreatedAt: created, UpdatedAt: created.Add(time.Minute)}
+			Status: floodgate.StatusAccepted, CreatedAt: created, UpdatedAt: created.Add(time.Minute),
+			Declaration: &floodgate.Declaration{Scheme: floodgate.SchemeIE, TextVersion: "2026-01", FirstName: "A", LastName: g.name}}
 		if i%3 == 0 {
 			d.Declaration, d.Anonymous = nil, true
 		}
