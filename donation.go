@@ -96,36 +96,23 @@ type Donation struct {
 	// ClientAddr is the address the request came from (for abuse limits).
 	ClientAddr string
 
-	// OrderID is the payment order that pays for the gift; the fields
-	// below are that order's (see PaymentOrder), and PaymentMethod is its
-	// current one.
-	OrderID string
-	Status  DonationStatus
-	// Attempt counts idempotency-key generations: the provider key for this
-	// donation's charge is derived from its order and Attempt. It changes
-	// only when the donor brings another payment method or a consistent
-	// lookup proved that no payment exists for the old key.
-	Attempt int
-	// KeySince is when the current key was first sent; a key is surely
-	// retained by the provider for 20 hours after it.
+	// OrderID is the payment order that pays for the gift. The fields
+	// from Status to Disputed, and UpdatedAt, are that order's, each as
+	// PaymentOrder says; PaymentMethod is its current one. Refunded and
+	// Disputed come off the campaign's raised.
+	OrderID         string
+	Status          DonationStatus
+	Attempt         int
 	KeySince        *time.Time
 	PaymentIntentID string
 	ClientSecret    string
-	// NextAction is the provider's next_action object, raw JSON.
-	NextAction json.RawMessage
-	// FailureCode is generic (card_declined, expired_card, ...), never a
-	// fraud signal.
-	FailureCode string
-	// ActionSince is when the gift entered requires_action.
-	ActionSince *time.Time
-	// ClaimedBy and LeaseUntil say which dispatcher holds a processing gift.
-	ClaimedBy  string
-	LeaseUntil *time.Time
-
-	// Refunded and Disputed are what the provider took back from a
-	// succeeded gift (cumulative); both come off the campaign's raised.
-	Refunded int64
-	Disputed int64
+	NextAction      json.RawMessage
+	FailureCode     string
+	ActionSince     *time.Time
+	ClaimedBy       string
+	LeaseUntil      *time.Time
+	Refunded        int64
+	Disputed        int64
 
 	CreatedAt time.Time
 	UpdatedAt time.Time

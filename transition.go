@@ -61,29 +61,57 @@ const (
 )
 
 // orderFields pairs each field a change may write with how two orders are
-// told apart in it, in the order Transition.Changed lists them. Times
-// compare as instants and next_action as bytes, so a value written back as
-// it was read is never a change.
+// told apart in it, in the order Transition.Changed lists them, and with
+// its value as an engine writes it. Times compare as instants and
+// next_action as bytes, so a value written back as it was read is never a
+// change. A field's name is the name of the column that holds it in every
+// engine.
 var orderFields = []struct {
 	field OrderField
 	name  string
 	same  func(a, b *PaymentOrder) bool
+	value func(o *PaymentOrder) any
 }{
-	{FieldStatus, "status", func(a, b *PaymentOrder) bool { return a.Status == b.Status }},
-	{FieldPaymentMethod, "payment_method", func(a, b *PaymentOrder) bool { return a.PaymentMethod == b.PaymentMethod }},
-	{FieldAttempt, "attempt", func(a, b *PaymentOrder) bool { return a.Attempt == b.Attempt }},
-	{FieldKeySince, "key_since", func(a, b *PaymentOrder) bool { return sameTime(a.KeySince, b.KeySince) }},
-	{FieldFormat, "format", func(a, b *PaymentOrder) bool { return a.Format == b.Format }},
-	{FieldPaymentIntentID, "payment_intent_id", func(a, b *PaymentOrder) bool { return a.PaymentIntentID == b.PaymentIntentID }},
-	{FieldClientSecret, "client_secret", func(a, b *PaymentOrder) bool { return a.ClientSecret == b.ClientSecret }},
-	{FieldNextAction, "next_action", func(a, b *PaymentOrder) bool { return bytes.Equal(a.NextAction, b.NextAction) }},
-	{FieldFailureCode, "failure_code", func(a, b *PaymentOrder) bool { return a.FailureCode == b.FailureCode }},
-	{FieldActionSince, "action_since", func(a, b *PaymentOrder) bool { return sameTime(a.ActionSince, b.ActionSince) }},
-	{FieldClaimedBy, "claimed_by", func(a, b *PaymentOrder) bool { return a.ClaimedBy == b.ClaimedBy }},
-	{FieldLeaseUntil, "lease_until", func(a, b *PaymentOrder) bool { return sameTime(a.LeaseUntil, b.LeaseUntil) }},
-	{FieldRefunded, "refunded", func(a, b *PaymentOrder) bool { return a.Refunded == b.Refunded }},
-	{FieldDisputed, "disputed", func(a, b *PaymentOrder) bool { return a.Disputed == b.Disputed }},
-	{FieldUpdatedAt, "updated_at", func(a, b *PaymentOrder) bool { return a.UpdatedAt.Equal(b.UpdatedAt) }},
+	{FieldStatus, "status", func(a, b *PaymentOrder) bool { return a.Status == b.Status },
+		func(o *PaymentOrder) any { return string(o.Status) }},
+	{FieldPaymentMethod, "payment_method", func(a, b *PaymentOrder) bool { return a.PaymentMethod == b.PaymentMethod },
+		func(o *PaymentOrder) any { return o.PaymentMethod }},
+	{FieldAttempt, "attempt", func(a, b *PaymentOrder) bool { return a.Attempt == b.Attempt },
+		func(o *PaymentOrder) any { return o.Attempt }},
+	{FieldKeySince, "key_since", func(a, b *PaymentOrder) bool { return sameTime(a.KeySince, b.KeySince) },
+		func(o *PaymentOrder) any { return o.KeySince }},
+	{FieldFormat, "format", func(a, b *PaymentOrder) bool { return a.Format == b.Format },
+		func(o *PaymentOrder) any { return int(o.Format) }},
+	{FieldPaymentIntentID, "payment_intent_id", func(a, b *PaymentOrder) bool { return a.PaymentIntentID == b.PaymentIntentID },
+		func(o *PaymentOrder) any { return o.PaymentIntentID }},
+	{FieldClientSecret, "client_secret", func(a, b *PaymentOrder) bool { return a.ClientSecret == b.ClientSecret },
+		func(o *PaymentOrder) any { return o.ClientSecret }},
+	{FieldNextAction, "next_action", func(a, b *PaymentOrder) bool { return bytes.Equal(a.NextAction, b.NextAction) },
+		func(o *PaymentOrder) any { return string(o.NextAction) }},
+	{FieldFailureCode, "failure_code", func(a, b *PaymentOrder) bool { return a.FailureCode == b.FailureCode },
+		func(o *PaymentOrder) any { return o.FailureCode }},
+	{FieldActionSince, "action_since", func(a, b *PaymentOrder) bool { return sameTime(a.ActionSince, b.ActionSince) },
+		func(o *PaymentOrder) any { return o.ActionSince }},
+	{FieldClaimedBy, "claimed_by", func(a, b *PaymentOrder) bool { return a.ClaimedBy == b.ClaimedBy },
+		func(o *PaymentOrder) any { return o.ClaimedBy }},
+	{FieldLeaseUntil, "lease_until", func(a, b *PaymentOrder) bool { return sameTime(a.LeaseUntil, b.LeaseUntil) },
+		func(o *PaymentOrder) any { return o.LeaseUntil }},
+	{FieldRefunded, "refunded", func(a, b *PaymentOrder) bool { return a.Refunded == b.Refunded },
+		func(o *PaymentOrder) any { return o.Refunded }},
+	{FieldDisputed, "disputed", func(a, b *PaymentOrder) bool { return a.Disputed == b.Disputed },
+		func(o *PaymentOrder) any { return o.Disputed }},
+	{FieldUpdatedAt, "updated_at", func(a, b *PaymentOrder) bool { return a.UpdatedAt.Equal(b.UpdatedAt) },
+		func(o *PaymentOrder) any { return o.UpdatedAt }},
+}
+
+// Value is o's value in field f as an engine writes it, in the column
+// named f.String(): a string (empty meaning none: SQL NULL), an int, an
+// int64, a *time.Time (nil meaning none) or a time.Time.
+func (o *PaymentOrder) Value(f OrderField) any {
+	if f >= 0 && int(f) < len(orderFields) {
+		return orderFields[f].value(o)
+	}
+	return nil
 }
 
 func (f OrderField) String() string {

@@ -89,12 +89,17 @@ func scanOrder(row pgx.Row, extra ...any) (*floodgate.PaymentOrder, error) {
 	return r.order(), nil
 }
 
-func collectOrders(rows pgx.Rows, err error) ([]*floodgate.PaymentOrder, error) {
-	if err != nil {
-		return nil, err
+// collect scans every row of a query with scan.
+func collect[T any](scan func(pgx.Row) (T, error)) func(pgx.Rows, error) ([]T, error) {
+	return func(rows pgx.Rows, err error) ([]T, error) {
+		if err != nil {
+			return nil, err
+		}
+		return pgx.CollectRows(rows, func(r pgx.CollectableRow) (T, error) { return scan(r) })
 	}
-	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (*floodgate.PaymentOrder, error) { return scanOrder(r) })
 }
+
+var collectOrders = collect(func(r pgx.Row) (*floodgate.PaymentOrder, error) { return scanOrder(r) })
 
 func orderNotFound(id string) error {
 	return floodgate.Errorf(floodgate.ENOTFOUND, "Payment order %q not found.", id)
@@ -134,14 +139,14 @@ func (s *Store) OrderByPaymentIntent(ctx context.Context, paymentIntentID string
 // NewKeyGeneration implements floodgate.Store.
 func (s *Store) NewKeyGeneration(ctx context.Context, c floodgate.Claim, from int, paymentIntentID string, now time.Time) (*floodgate.PaymentOrder, error) {
 	now = micro(now)
-	return s.moveClaimed(ctx, c, func(o *floodgate.PaymentOrder, clock time.Time) (floodgate.Transition, error) {
+	return s.moveOrder(ctx, c.Order, `o.seq = $1`, c.Seq, func(o *floodgate.PaymentOrder, clock time.Time) (floodgate.Transition, error) {
 		return floodgate.ApplyNewKeyGeneration(o, c.Token, from, paymentIntentID, now, clock)
 	})
 }
 
 // Defer implements floodgate.Store.
 func (s *Store) Defer(ctx context.Context, c floodgate.Claim, wait time.Duration) error {
-	_, err := s.moveClaimed(ctx, c, func(o *floodgate.PaymentOrder, now time.Time) (floodgate.Transition, error) {
+	_, err := s.moveOrder(ctx, c.Order, `o.seq = $1`, c.Seq, func(o *floodgate.PaymentOrder, now time.Time) (floodgate.Transition, error) {
 		return floodgate.ApplyDefer(o, c.Token, micro(now.Add(wait)), now)
 	})
 	return err
@@ -153,7 +158,8 @@ func (s *Store) Settle(ctx context.Context, st floodgate.Settlement) (*floodgate
 		st.At = s.clock.Now()
 	}
 	st.At = micro(st.At)
-	return s.moveOrder(ctx, st.OrderID, func(o *floodgate.PaymentOrder, now time.Time) (floodgate.Transition, error) {
+	where, arg := byOrderID(st.OrderID)
+	return s.moveOrder(ctx, st.OrderID, where, arg, func(o *floodgate.PaymentOrder, now time.Time) (floodgate.Transition, error) {
 		return floodgate.ApplySettlement(o, st, now)
 	})
 }
@@ -161,7 +167,8 @@ func (s *Store) Settle(ctx context.Context, st floodgate.Settlement) (*floodgate
 // Reverse implements floodgate.Store.
 func (s *Store) Reverse(ctx context.Context, id string, kind floodgate.Reversal, total int64, at time.Time) (*floodgate.PaymentOrder, error) {
 	at = micro(at)
-	return s.moveOrder(ctx, id, func(o *floodgate.PaymentOrder, _ time.Time) (floodgate.Transition, error) {
+	where, arg := byOrderID(id)
+	return s.moveOrder(ctx, id, where, arg, func(o *floodgate.PaymentOrder, _ time.Time) (floodgate.Transition, error) {
 		return floodgate.ApplyReversal(o, kind, total, at)
 	})
 }
@@ -169,21 +176,12 @@ func (s *Store) Reverse(ctx context.Context, id string, kind floodgate.Reversal,
 // decision decides a change of order o, now being the store's clock.
 type decision func(o *floodgate.PaymentOrder, now time.Time) (floodgate.Transition, error)
 
-// moveOrder is move on the order with id id.
-func (s *Store) moveOrder(ctx context.Context, id string, decide decision) (*floodgate.PaymentOrder, error) {
-	where, arg := byOrderID(id)
+// moveOrder is move on order id, matched by where with arg (by its id, or
+// by its place in line for a claim), ENOTFOUND when there is none.
+func (s *Store) moveOrder(ctx context.Context, id, where string, arg any, decide decision) (*floodgate.PaymentOrder, error) {
 	o, err := s.move(ctx, where, arg, decide, nil)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, orderNotFound(id)
-	}
-	return o, err
-}
-
-// moveClaimed is move on the order claim c names, at its place in line.
-func (s *Store) moveClaimed(ctx context.Context, c floodgate.Claim, decide decision) (*floodgate.PaymentOrder, error) {
-	o, err := s.move(ctx, `o.seq = $1`, c.Seq, decide, nil)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return nil, orderNotFound(c.Order)
 	}
 	return o, err
 }
@@ -269,40 +267,14 @@ func queueWrite(b *pgx.Batch, o *floodgate.PaymentOrder, t floodgate.Transition,
 }
 
 // column returns the column that holds field f and its value in o, as
-// this engine stores it.
+// this engine stores it: none as NULL. next_action's column is json, not
+// jsonb, so the provider's bytes come back as sent.
 func column(f floodgate.OrderField, o *floodgate.PaymentOrder) (string, any, error) {
-	switch f {
-	case floodgate.FieldStatus:
-		return "status", string(o.Status), nil
-	case floodgate.FieldPaymentMethod:
-		return "payment_method", o.PaymentMethod, nil
-	case floodgate.FieldAttempt:
-		return "attempt", o.Attempt, nil
-	case floodgate.FieldKeySince:
-		return "key_since", o.KeySince, nil
-	case floodgate.FieldFormat:
-		return "format", int(o.Format), nil
-	case floodgate.FieldPaymentIntentID:
-		return "payment_intent_id", nullString(o.PaymentIntentID), nil
-	case floodgate.FieldClientSecret:
-		return "client_secret", nullString(o.ClientSecret), nil
-	case floodgate.FieldNextAction:
-		// The provider's bytes, as sent: the column is json, not jsonb.
-		return "next_action", nullString(string(o.NextAction)), nil
-	case floodgate.FieldFailureCode:
-		return "failure_code", nullString(o.FailureCode), nil
-	case floodgate.FieldActionSince:
-		return "action_since", o.ActionSince, nil
-	case floodgate.FieldClaimedBy:
-		return "claimed_by", nullString(o.ClaimedBy), nil
-	case floodgate.FieldLeaseUntil:
-		return "lease_until", o.LeaseUntil, nil
-	case floodgate.FieldRefunded:
-		return "refunded", o.Refunded, nil
-	case floodgate.FieldDisputed:
-		return "disputed", o.Disputed, nil
-	case floodgate.FieldUpdatedAt:
-		return "updated_at", o.UpdatedAt, nil
+	switch v := o.Value(f).(type) {
+	case string:
+		return f.String(), nullString(v), nil
+	case *time.Time, time.Time, int, int64:
+		return f.String(), v, nil
 	}
 	return "", nil, fmt.Errorf("postgres: no column holds order field %s", f)
 }

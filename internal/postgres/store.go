@@ -363,12 +363,7 @@ func scanDonation(row pgx.Row) (*floodgate.Donation, error) {
 	return &d, nil
 }
 
-func collectDonations(rows pgx.Rows, err error) ([]*floodgate.Donation, error) {
-	if err != nil {
-		return nil, err
-	}
-	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (*floodgate.Donation, error) { return scanDonation(r) })
-}
+var collectDonations = collect(scanDonation)
 
 func donationNotFound(id string) error {
 	return floodgate.Errorf(floodgate.ENOTFOUND, "Donation %q not found.", id)

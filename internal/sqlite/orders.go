@@ -78,21 +78,26 @@ type querier interface {
 	QueryContext(context.Context, string, ...any) (*sql.Rows, error)
 }
 
-func queryOrders(ctx context.Context, q querier, query string, args ...any) ([]*floodgate.PaymentOrder, error) {
+// queryAll runs query and scans each row with scan.
+func queryAll[T any](ctx context.Context, q querier, scan func(scanner) (T, error), query string, args ...any) ([]T, error) {
 	rows, err := q.QueryContext(ctx, query, args...)
 	if err != nil {
 		return nil, err
 	}
 	defer rows.Close()
-	var out []*floodgate.PaymentOrder
+	var out []T
 	for rows.Next() {
-		o, err := scanOrder(rows)
+		v, err := scan(rows)
 		if err != nil {
 			return nil, err
 		}
-		out = append(out, o)
+		out = append(out, v)
 	}
 	return out, rows.Err()
+}
+
+func queryOrders(ctx context.Context, q querier, query string, args ...any) ([]*floodgate.PaymentOrder, error) {
+	return queryAll(ctx, q, scanOrder, query, args...)
 }
 
 func orderNotFound(id string) error {
@@ -132,14 +137,14 @@ func (s *Store) OrderByPaymentIntent(ctx context.Context, paymentIntentID string
 
 // NewKeyGeneration implements floodgate.Store.
 func (s *Store) NewKeyGeneration(ctx context.Context, c floodgate.Claim, from int, paymentIntentID string, now time.Time) (*floodgate.PaymentOrder, error) {
-	return s.moveClaimed(ctx, c, func(o *floodgate.PaymentOrder, clock time.Time) (floodgate.Transition, error) {
+	return s.moveOrder(ctx, c.Order, `o.seq = ?`, c.Seq, func(o *floodgate.PaymentOrder, clock time.Time) (floodgate.Transition, error) {
 		return floodgate.ApplyNewKeyGeneration(o, c.Token, from, paymentIntentID, now, clock)
 	})
 }
 
 // Defer implements floodgate.Store.
 func (s *Store) Defer(ctx context.Context, c floodgate.Claim, wait time.Duration) error {
-	_, err := s.moveClaimed(ctx, c, func(o *floodgate.PaymentOrder, now time.Time) (floodgate.Transition, error) {
+	_, err := s.moveOrder(ctx, c.Order, `o.seq = ?`, c.Seq, func(o *floodgate.PaymentOrder, now time.Time) (floodgate.Transition, error) {
 		return floodgate.ApplyDefer(o, c.Token, now.Add(wait), now)
 	})
 	return err
@@ -150,14 +155,16 @@ func (s *Store) Settle(ctx context.Context, st floodgate.Settlement) (*floodgate
 	if st.At.IsZero() {
 		st.At = s.clock.Now()
 	}
-	return s.moveOrder(ctx, st.OrderID, func(o *floodgate.PaymentOrder, now time.Time) (floodgate.Transition, error) {
+	where, arg := byOrderID(st.OrderID)
+	return s.moveOrder(ctx, st.OrderID, where, arg, func(o *floodgate.PaymentOrder, now time.Time) (floodgate.Transition, error) {
 		return floodgate.ApplySettlement(o, st, now)
 	})
 }
 
 // Reverse implements floodgate.Store.
 func (s *Store) Reverse(ctx context.Context, id string, kind floodgate.Reversal, total int64, at time.Time) (*floodgate.PaymentOrder, error) {
-	return s.moveOrder(ctx, id, func(o *floodgate.PaymentOrder, _ time.Time) (floodgate.Transition, error) {
+	where, arg := byOrderID(id)
+	return s.moveOrder(ctx, id, where, arg, func(o *floodgate.PaymentOrder, _ time.Time) (floodgate.Transition, error) {
 		return floodgate.ApplyReversal(o, kind, total, at)
 	})
 }
@@ -165,21 +172,12 @@ func (s *Store) Reverse(ctx context.Context, id string, kind floodgate.Reversal,
 // decision decides a change of order o, now being the store's clock.
 type decision func(o *floodgate.PaymentOrder, now time.Time) (floodgate.Transition, error)
 
-// moveOrder is move on the order with id id.
-func (s *Store) moveOrder(ctx context.Context, id string, decide decision) (*floodgate.PaymentOrder, error) {
-	where, arg := byOrderID(id)
+// moveOrder is move on order id, matched by where with arg (by its id, or
+// by its place in line for a claim), ENOTFOUND when there is none.
+func (s *Store) moveOrder(ctx context.Context, id, where string, arg any, decide decision) (*floodgate.PaymentOrder, error) {
 	o, err := s.move(ctx, where, arg, decide, nil)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, orderNotFound(id)
-	}
-	return o, err
-}
-
-// moveClaimed is move on the order claim c names, at its place in line.
-func (s *Store) moveClaimed(ctx context.Context, c floodgate.Claim, decide decision) (*floodgate.PaymentOrder, error) {
-	o, err := s.move(ctx, `o.seq = ?`, c.Seq, decide, nil)
-	if errors.Is(err, sql.ErrNoRows) {
-		return nil, orderNotFound(c.Order)
 	}
 	return o, err
 }
@@ -203,27 +201,16 @@ func (s *Store) move(ctx context.Context, where string, arg any, decide decision
 	}
 	t, refused := decide(o, s.clock.Now())
 	if refused != nil {
-		if t.History != nil {
-			if err := s.write(ctx, tx, o, floodgate.Transition{History: t.History}); err != nil {
-				return nil, err
-			}
-		}
-		if read != nil {
-			if err := read(tx, o.Seq); err != nil {
-				return nil, err
-			}
-		}
-		if err := tx.Commit(); err != nil {
-			return nil, err
-		}
-		return o, refused
+		t = floodgate.Transition{History: t.History}
 	}
 	if err := s.write(ctx, tx, o, t); err != nil {
 		return nil, err
 	}
-	no, err := scanOrder(tx.QueryRowContext(ctx, `SELECT `+orderCols+orderFrom+` WHERE o.seq = ?`, o.Seq))
-	if err != nil {
-		return nil, err
+	out := o
+	if refused == nil {
+		if out, err = scanOrder(tx.QueryRowContext(ctx, `SELECT `+orderCols+orderFrom+` WHERE o.seq = ?`, o.Seq)); err != nil {
+			return nil, err
+		}
 	}
 	if read != nil {
 		if err := read(tx, o.Seq); err != nil {
@@ -233,7 +220,7 @@ func (s *Store) move(ctx context.Context, where string, arg any, decide decision
 	if err := tx.Commit(); err != nil {
 		return nil, err
 	}
-	return no, nil
+	return out, refused
 }
 
 // write applies t, decided on o, inside tx: one UPDATE of the fields it
@@ -268,39 +255,17 @@ func (s *Store) write(ctx context.Context, tx *sql.Tx, o *floodgate.PaymentOrder
 }
 
 // column returns the column that holds field f and its value in o, as
-// this engine stores it.
+// this engine stores it: times as Unix nanoseconds, none as NULL.
 func column(f floodgate.OrderField, o *floodgate.PaymentOrder) (string, any, error) {
-	switch f {
-	case floodgate.FieldStatus:
-		return "status", string(o.Status), nil
-	case floodgate.FieldPaymentMethod:
-		return "payment_method", o.PaymentMethod, nil
-	case floodgate.FieldAttempt:
-		return "attempt", o.Attempt, nil
-	case floodgate.FieldKeySince:
-		return "key_since", nullNanos(o.KeySince), nil
-	case floodgate.FieldFormat:
-		return "format", int(o.Format), nil
-	case floodgate.FieldPaymentIntentID:
-		return "payment_intent_id", nullString(o.PaymentIntentID), nil
-	case floodgate.FieldClientSecret:
-		return "client_secret", nullString(o.ClientSecret), nil
-	case floodgate.FieldNextAction:
-		return "next_action", nullString(string(o.NextAction)), nil
-	case floodgate.FieldFailureCode:
-		return "failure_code", nullString(o.FailureCode), nil
-	case floodgate.FieldActionSince:
-		return "action_since", nullNanos(o.ActionSince), nil
-	case floodgate.FieldClaimedBy:
-		return "claimed_by", nullString(o.ClaimedBy), nil
-	case floodgate.FieldLeaseUntil:
-		return "lease_until", nullNanos(o.LeaseUntil), nil
-	case floodgate.FieldRefunded:
-		return "refunded", o.Refunded, nil
-	case floodgate.FieldDisputed:
-		return "disputed", o.Disputed, nil
-	case floodgate.FieldUpdatedAt:
-		return "updated_at", nanos(o.UpdatedAt), nil
+	switch v := o.Value(f).(type) {
+	case string:
+		return f.String(), nullString(v), nil
+	case *time.Time:
+		return f.String(), nullNanos(v), nil
+	case time.Time:
+		return f.String(), nanos(v), nil
+	case int, int64:
+		return f.String(), v, nil
 	}
 	return "", nil, fmt.Errorf("sqlite: no column holds order field %s", f)
 }

@@ -21,23 +21,10 @@ func (s *Store) GiftAidDonations(ctx context.Context, campaignID string) ([]*flo
 	if _, err := s.Campaign(ctx, campaignID); err != nil {
 		return nil, err
 	}
-	rows, err := s.r.QueryContext(ctx, `SELECT `+donationCols+donationFrom+`
+	return queryAll(ctx, s.r, scanDonation, `SELECT `+donationCols+donationFrom+`
 		WHERE d.campaign_id = ? AND o.status = 'succeeded' AND o.refunded = 0 AND o.disputed = 0
 			AND d.declaration IS NOT NULL AND json_extract(d.declaration, '$.scheme') = ?
 		ORDER BY d.created_at, d.seq`, campaignID, floodgate.SchemeUKGiftAid)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []*floodgate.Donation
-	for rows.Next() {
-		d, err := scanDonation(rows)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, d)
-	}
-	return out, rows.Err()
 }
 
 // DonorTotals implements floodgate.Reports in one scan of the period's

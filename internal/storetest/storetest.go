@@ -5,6 +5,7 @@ package storetest
 import (
 	"context"
 	"crypto/sha256"
+	"encoding/json"
 	"fmt"
 	"reflect"
 	"slices"
@@ -846,23 +847,25 @@ func testTransitions(t *testing.T, open Opener) {
 // next_action as nil.
 func normalized(o *floodgate.PaymentOrder) floodgate.PaymentOrder {
 	c := *o
-	c.KeySince, c.ActionSince, c.LeaseUntil = utc(o.KeySince), utc(o.ActionSince), utc(o.LeaseUntil)
-	c.CreatedAt, c.UpdatedAt = o.CreatedAt.UTC(), o.UpdatedAt.UTC()
-	if len(c.NextAction) == 0 {
-		c.NextAction = nil
-	}
+	normalize(&c.KeySince, &c.ActionSince, &c.LeaseUntil, &c.CreatedAt, &c.UpdatedAt, &c.NextAction)
 	return c
 }
 
 // normalizedDonation is d in one form whatever engine read it.
 func normalizedDonation(d *floodgate.Donation) floodgate.Donation {
 	c := *d
-	c.KeySince, c.ActionSince, c.LeaseUntil = utc(d.KeySince), utc(d.ActionSince), utc(d.LeaseUntil)
-	c.CreatedAt, c.UpdatedAt = d.CreatedAt.UTC(), d.UpdatedAt.UTC()
-	if len(c.NextAction) == 0 {
-		c.NextAction = nil
-	}
+	normalize(&c.KeySince, &c.ActionSince, &c.LeaseUntil, &c.CreatedAt, &c.UpdatedAt, &c.NextAction)
 	return c
+}
+
+// normalize puts the times of an order (or of a donation's) in UTC, and
+// an empty next_action as none.
+func normalize(keySince, actionSince, leaseUntil **time.Time, created, updated *time.Time, next *json.RawMessage) {
+	*keySince, *actionSince, *leaseUntil = utc(*keySince), utc(*actionSince), utc(*leaseUntil)
+	*created, *updated = created.UTC(), updated.UTC()
+	if len(*next) == 0 {
+		*next = nil
+	}
 }
 
 // near reports whether a, read back from a store, is b as the store keeps
