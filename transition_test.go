@@ -667,3 +667,30 @@ func TestChangedFields(t *testing.T) {
 		t.Errorf("unknown field = %q", got)
 	}
 }
+
+// TestFieldValues: every field a change may write has a value of a type
+// every engine stores, and the value is the order's.
+func TestFieldValues(t *testing.T) {
+	o := orderIn(StatusRequiresAction, func(o *PaymentOrder) { o.Refunded, o.FailureCode = 7, "expired_card" })
+	want := map[OrderField]any{
+		FieldStatus: "requires_action", FieldPaymentMethod: "pm_card_visa", FieldAttempt: 0, FieldKeySince: o.KeySince,
+		FieldFormat: int(CurrentFormat), FieldPaymentIntentID: "pi_1", FieldClientSecret: "pi_1_secret",
+		FieldNextAction: `{"type":"use_stripe_sdk"}`, FieldFailureCode: "expired_card", FieldActionSince: o.ActionSince,
+		FieldClaimedBy: "", FieldLeaseUntil: (*time.Time)(nil), FieldRefunded: int64(7), FieldDisputed: int64(0),
+		FieldUpdatedAt: t0,
+	}
+	for _, f := range orderFields {
+		got := o.Value(f.field)
+		switch got.(type) {
+		case string, int, int64, *time.Time, time.Time:
+		default:
+			t.Errorf("%s: a value of type %T", f.field, got)
+		}
+		if w, ok := want[f.field]; !ok || !reflect.DeepEqual(got, w) {
+			t.Errorf("%s = %#v, want %#v", f.field, got, w)
+		}
+	}
+	if got := o.Value(OrderField(99)); got != nil {
+		t.Errorf("unknown field = %v", got)
+	}
+}
