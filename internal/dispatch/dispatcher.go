@@ -300,7 +300,11 @@ func (d *Dispatcher) workLoop(ctx context.Context) {
 			return
 		case don := <-d.work:
 			d.charge(ctx, don)
-			d.held.done(don)
+			if ctx.Err() == nil {
+				// Done with it. One abandoned by a stop stays held, for
+				// Stop to release.
+				d.held.done(don)
+			}
 			d.inFlight.Add(-1)
 		}
 	}

@@ -394,3 +394,25 @@ func TestScreenFailsOnlyGiftsNeverSent(t *testing.T) {
 		t.Fatalf("outcomes told: %v", seen)
 	}
 }
+
+// TestStopReleasesClaimsInFlight: a dispatcher stopped while a charge is
+// in flight releases that gift's claim (and those of gifts it claimed but
+// had not started), so another dispatcher resumes them at once rather than
+// when the lease runs out.
+func TestStopReleasesClaimsInFlight(t *testing.T) {
+	r := newRig(t, sandbox.Options{Latency: time.Minute}, func(o *Options) {
+		o.CallTimeout, o.Workers = 2*time.Minute, 1
+	})
+	ids := r.accept(2, "pm_card_visa")
+	r.wait(ids, floodgate.StatusProcessing)
+	r.disp.Stop()
+	got, err := r.store.ClaimOrders(r.ctx, "next", 5, time.Minute)
+	if err != nil || len(got) != 2 {
+		t.Fatalf("claim after the stop = %v, %v; want both gifts, released", got, err)
+	}
+	for _, o := range got {
+		if o.Attempt != 0 || o.KeySince == nil || o.ClaimedBy != "next" {
+			t.Fatalf("resumed = %+v", o)
+		}
+	}
+}
