@@ -16,28 +16,71 @@ import (
 	"github.com/floodgate/floodgate/internal/clocktest"
 	"github.com/floodgate/floodgate/internal/sandbox"
 	"github.com/floodgate/floodgate/internal/sqlite"
+	"github.com/floodgate/floodgate/internal/startstop"
 	fgstripe "github.com/floodgate/floodgate/internal/stripe"
 )
 
 // rig is a dispatcher with real parts: a SQLite store, the sandbox over
-// real HTTP, and the stripe-go adapter pointed at it.
+// real HTTP, and the stripe-go adapter pointed at it, with every service
+// of the dispatch package wired and started as serve does.
 type rig struct {
 	t     *testing.T
 	ctx   context.Context
 	store *sqlite.Store
 	sb    *sandbox.Server
-	disp  *Dispatcher
-	n     int
+	*services
+	n int
 }
 
-func newRig(t *testing.T, sbOpts sandbox.Options, change func(*Options)) *rig {
+// knobs are the rig's settings, every service's in one place.
+type knobs struct {
+	Rate, GlobalRate                          float64
+	CallTimeout, ActionTimeout, CancelBackoff time.Duration
+	Dispatch                                  Options
+	Screen                                    func(*floodgate.Donation) bool
+	Outcome                                   func(*floodgate.Donation)
+}
+
+// services are the dispatch services, built and started in the order
+// serve starts them; the test's cleanup stops them in reverse.
+type services struct {
+	control  *Control
+	link     *Link
+	settler  *Settler
+	rec      *Reconciler
+	cards    *CardGuard
+	webhooks *Webhooks
+	expirer  *Expirer
+	disp     *Dispatcher
+}
+
+func startServices(t *testing.T, store floodgate.Store, prov floodgate.Provider, k knobs) *services {
+	t.Helper()
+	o := k.Dispatch
+	s := &services{control: NewControl(store, ControlOptions{Clock: o.Clock})}
+	s.link = NewLink(store, prov, s.control, LinkOptions{Rate: k.Rate, GlobalRate: k.GlobalRate, CallTimeout: k.CallTimeout, Clock: o.Clock})
+	s.settler = NewSettler(store, SettlerOptions{Policy: o.Policy, Clock: o.Clock, Outcome: k.Outcome})
+	s.rec = NewReconciler(s.link, ReconcilerOptions{Policy: o.Policy, Clock: o.Clock})
+	s.cards = NewCardGuard(store, s.link, s.settler, CardGuardOptions{Screen: k.Screen, Clock: o.Clock})
+	s.webhooks = NewWebhooks(store, s.settler, WebhooksOptions{Clock: o.Clock})
+	s.expirer = NewExpirer(store, s.link, s.settler, ExpirerOptions{ActionTimeout: k.ActionTimeout, CancelBackoff: k.CancelBackoff, Clock: o.Clock})
+	s.disp = New(store, Parts{Link: s.link, Settler: s.settler, Reconciler: s.rec, Cards: s.cards}, o)
+	g := startstop.NewGroup(s.control, s.link, s.rec, s.cards, s.webhooks, s.expirer, s.disp)
+	if err := g.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(g.Stop)
+	return s
+}
+
+func newRig(t *testing.T, sbOpts sandbox.Options, change func(*knobs)) *rig {
 	t.Helper()
 	return newRigWith(t, sbOpts, nil, change)
 }
 
 // newRigWith is newRig whose dispatcher sees the store through wrap (nil:
 // as it is), for stores that fail on purpose.
-func newRigWith(t *testing.T, sbOpts sandbox.Options, wrap func(floodgate.Store) floodgate.Store, change func(*Options)) *rig {
+func newRigWith(t *testing.T, sbOpts sandbox.Options, wrap func(floodgate.Store) floodgate.Store, change func(*knobs)) *rig {
 	t.Helper()
 	old := confirmGap
 	confirmGap = 50 * time.Millisecond
@@ -67,23 +110,18 @@ func newRigWith(t *testing.T, sbOpts sandbox.Options, wrap func(floodgate.Store)
 	if err != nil {
 		t.Fatal(err)
 	}
-	opts := Options{Rate: 100, GlobalRate: 200, Workers: 8, Queue: 32, Claim: 16, Lease: time.Minute, CallTimeout: 5 * time.Second,
-		ActionTimeout: time.Hour, ReleaseAllOnStart: true, Poll: 10 * time.Millisecond, Policy: DefaultPolicy,
-		DeferWait: 100 * time.Millisecond}
-	opts.Policy.Base, opts.Policy.Cap = 10*time.Millisecond, 200*time.Millisecond
+	k := knobs{Rate: 100, GlobalRate: 200, CallTimeout: 5 * time.Second, ActionTimeout: time.Hour,
+		Dispatch: Options{Workers: 8, Queue: 32, Claim: 16, Lease: time.Minute, ReleaseAllOnStart: true, Poll: 10 * time.Millisecond,
+			Policy: DefaultPolicy, DeferWait: 100 * time.Millisecond}}
+	k.Dispatch.Policy.Base, k.Dispatch.Policy.Cap = 10*time.Millisecond, 200*time.Millisecond
 	if change != nil {
-		change(&opts)
+		change(&k)
 	}
 	var seen floodgate.Store = store
 	if wrap != nil {
 		seen = wrap(store)
 	}
-	d := New(seen, prov, opts)
-	if err := d.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(d.Stop)
-	return &rig{t: t, ctx: ctx, store: store, sb: sb, disp: d}
+	return &rig{t: t, ctx: ctx, store: store, sb: sb, services: startServices(t, seen, prov, k)}
 }
 
 // accept stores n donations paying with pm and returns their ids.
@@ -194,9 +232,9 @@ func TestForgottenKeyIsLookedUp(t *testing.T) {
 	// 0.8 s: the gap is the margin a stalled machine has between checking
 	// a key's age and the request reaching the provider, wide enough that
 	// a busy machine never spends it.
-	r := newRig(t, sandbox.Options{LoseRate: 1, IdempotencyRetention: 6 * time.Second}, func(o *Options) {
-		o.Policy.KeyRetention = 800 * time.Millisecond
-		o.Policy.Base, o.Policy.Cap = 50*time.Millisecond, 200*time.Millisecond
+	r := newRig(t, sandbox.Options{LoseRate: 1, IdempotencyRetention: 6 * time.Second}, func(k *knobs) {
+		k.Dispatch.Policy.KeyRetention = 800 * time.Millisecond
+		k.Dispatch.Policy.Base, k.Dispatch.Policy.Cap = 50*time.Millisecond, 200*time.Millisecond
 	})
 	ids := r.accept(20, "pm_card_visa")
 	deadline := time.Now().Add(time.Minute)
@@ -228,8 +266,8 @@ func TestExpiredActionsCanceledDespiteFailures(t *testing.T) {
 	// once every gift waits for its donor: a short timeout would race the
 	// charges themselves on a slow machine.
 	clock := &clocktest.Shifted{}
-	r := newRig(t, sandbox.Options{}, func(o *Options) {
-		o.Clock, o.ActionTimeout, o.CancelBackoff = clock, time.Hour, 20*time.Millisecond
+	r := newRig(t, sandbox.Options{}, func(k *knobs) {
+		k.Dispatch.Clock, k.ActionTimeout, k.CancelBackoff = clock, time.Hour, 20*time.Millisecond
 	})
 	ids := r.accept(10, "pm_card_authenticationRequired")
 	r.wait(ids, floodgate.StatusRequiresAction)
@@ -278,7 +316,7 @@ func TestBreakerProbesWithNothingInHand(t *testing.T) {
 	ids := r.accept(1, "pm_card_visa")
 	deadline := time.Now().Add(2 * time.Minute)
 	for {
-		state, _ := r.disp.breaker.status()
+		state, _ := r.control.breaker.status()
 		if state == breakerOpen && r.disp.inFlight.Load() == 0 {
 			break // open, and no gift in hand to probe with
 		}
@@ -345,11 +383,11 @@ func TestStoreFailureWhileDeferring(t *testing.T) {
 func TestScreenFailsOnlyGiftsNeverSent(t *testing.T) {
 	var screened atomic.Int64
 	outcomes := make(chan *floodgate.Donation, 8)
-	r := newRig(t, sandbox.Options{}, func(o *Options) {
-		o.Screen = func(*floodgate.Donation) bool { screened.Add(1); return false }
-		o.Outcome = func(d *floodgate.Donation) { outcomes <- d }
+	r := newRig(t, sandbox.Options{}, func(k *knobs) {
+		k.Screen = func(*floodgate.Donation) bool { screened.Add(1); return false }
+		k.Outcome = func(d *floodgate.Donation) { outcomes <- d }
 	})
-	if err := r.disp.Pause(r.ctx, true); err != nil {
+	if err := r.control.Pause(r.ctx, true); err != nil {
 		t.Fatal(err)
 	}
 	ids := r.accept(2, "pm_card_visa")
@@ -359,7 +397,7 @@ func TestScreenFailsOnlyGiftsNeverSent(t *testing.T) {
 	if got, err := r.store.ClaimDonations(r.ctx, "dead", 1, past, time.Minute); err != nil || len(got) != 1 || got[0].ID != ids[0] {
 		t.Fatalf("claim as the dead dispatcher: %v %v", got, err)
 	}
-	if err := r.disp.Pause(r.ctx, false); err != nil {
+	if err := r.control.Pause(r.ctx, false); err != nil {
 		t.Fatal(err)
 	}
 	resumed := r.wait(ids[:1], floodgate.StatusSucceeded)[ids[0]]
