@@ -166,8 +166,15 @@ func (m *Main) Open(ctx context.Context) error {
 		return err
 	}
 	m.hub = httpapi.NewHub(store, httpapi.HubOptions{Interval: cfg.TotalsInterval, MaxSubscribers: cfg.SSEMaxSubscribers,
-		Metrics: m.Metrics, Logger: m.Logger})
-	m.dispatchServices(store, provider, single)
+		Metrics: m.Metrics, Logger: m.Logger, Clock: m.Clock})
+	// The long-running parts start in this order and stop in reverse.
+	var services []startstop.Service
+	if m.Sandbox != nil {
+		services = append(services, m.Sandbox)
+	}
+	services = append(services, m.hub)
+	services = append(services, m.dispatchServices(store, provider, single)...)
+	m.services = startstop.NewGroup(services...)
 	m.Metrics.GaugeFunc("floodgate_ingest_queue_depth", "Donations waiting for a group commit.",
 		func() float64 { return float64(m.Ingest.QueueLen()) })
 	m.Metrics.GaugeFunc("floodgate_provider_breaker_state", "This node's circuit breaker on the provider: 0 closed, 1 probing, 2 open.",
@@ -222,7 +229,9 @@ func (m *Main) Open(ctx context.Context) error {
 		ErrorLog:          slog.NewLogLogger(m.Logger.Handler(), slog.LevelDebug),
 		BaseContext:       func(net.Listener) context.Context { return ctx },
 	}
-	m.srv.RegisterOnShutdown(m.hub.Close)
+	// Live streams end as the server shuts down, or it would wait for
+	// them; browsers reconnect elsewhere.
+	m.srv.RegisterOnShutdown(m.hub.Stop)
 	conns := httpapi.NewConnLimiter(ln, httpapi.ConnLimits{
 		Max: cfg.MaxConns, PerClient: cfg.MaxConnsPerClient, RetryAfter: time.Second, Metrics: m.Metrics,
 		// Every donor comes through a trusted proxy, and a connection
@@ -240,8 +249,7 @@ func (m *Main) Open(ctx context.Context) error {
 		_ = ln.Close()
 		return err
 	}
-	m.wg.Add(2)
-	go func() { defer m.wg.Done(); m.hub.Run(ctx) }()
+	m.wg.Add(1)
 	go func() {
 		defer m.wg.Done()
 		if err := m.srv.Serve(m.proxyProtocol(conns)); err != nil && !errors.Is(err, http.ErrServerClosed) {
@@ -262,10 +270,10 @@ func (m *Main) Open(ctx context.Context) error {
 	return nil
 }
 
-// dispatchServices builds the services that charge gifts, into
-// m.services in the order they start: each relies on those before it
-// while it runs, and they stop in reverse.
-func (m *Main) dispatchServices(store floodgate.Store, provider floodgate.Provider, single bool) {
+// dispatchServices builds the services that charge gifts, in the order
+// they start: each relies on those before it while it runs, and they stop
+// in reverse.
+func (m *Main) dispatchServices(store floodgate.Store, provider floodgate.Provider, single bool) []startstop.Service {
 	cfg, clock, log, met := m.Config, m.Clock, m.Logger, m.Metrics
 	policy := dispatch.PolicyFor(cfg.KeyRetention)
 	m.Control = dispatch.NewControl(store, dispatch.ControlOptions{Clock: clock, Logger: log})
@@ -287,7 +295,7 @@ func (m *Main) dispatchServices(store floodgate.Store, provider floodgate.Provid
 	m.Dispatcher = dispatch.New(store, dispatch.Parts{Link: link, Settler: settler, Reconciler: reconciler, Cards: cards},
 		dispatch.Options{Workers: cfg.DispatchWorkers, Queue: cfg.DispatchQueue, Claim: cfg.DispatchClaim, Lease: cfg.Lease,
 			ReleaseAllOnStart: single, Policy: policy, Clock: clock, Logger: log, Metrics: met})
-	m.services = startstop.NewGroup(m.Control, link, reconciler, cards, m.webhooks, expirer, m.Dispatcher)
+	return []startstop.Service{m.Control, link, reconciler, cards, m.webhooks, expirer, m.Dispatcher}
 }
 
 // serveMetrics serves /metrics on FLOODGATE_METRICS_ADDR, apart from the

@@ -63,8 +63,7 @@ func NewExpirer(store floodgate.Store, link *Link, settler *Settler, opts Expire
 // Start looks for expired gifts every tenth of the action timeout (between
 // a second and thirty, and at least as often as the cancel backoff).
 func (e *Expirer) Start(ctx context.Context) error {
-	ctx, ok := e.StartInit(ctx)
-	if !ok {
+	if _, ok := e.StartInit(ctx); !ok {
 		return nil
 	}
 	e.cancels = map[string]cancelRetry{}

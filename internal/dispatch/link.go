@@ -73,8 +73,7 @@ func NewLink(store floodgate.Store, provider floodgate.Provider, control *Contro
 
 // Start grows the rates back once a second after a cut.
 func (l *Link) Start(ctx context.Context) error {
-	ctx, ok := l.StartInit(ctx)
-	if !ok {
+	if _, ok := l.StartInit(ctx); !ok {
 		return nil
 	}
 	l.Go(func(ctx context.Context) { floodgate.Every(ctx, l.opts.Clock, time.Second, l.grow) })

@@ -38,8 +38,7 @@ func newLooper() *looper {
 }
 
 func (l *looper) Start(ctx context.Context) error {
-	ctx, ok := l.StartInit(ctx)
-	if !ok {
+	if _, ok := l.StartInit(ctx); !ok {
 		return nil
 	}
 	l.starts.Add(1)
