@@ -82,17 +82,7 @@ func newRigWith(t *testing.T, sbOpts sandbox.Options, wrap func(floodgate.Store)
 	confirmGap = 50 * time.Millisecond
 	t.Cleanup(func() { confirmGap = old })
 	ctx := context.Background()
-	store, err := sqlite.Open(ctx, sqlite.Options{Path: filepath.Join(t.TempDir(), "f.db")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = store.Close() })
-	now := time.Now().UTC()
-	c := &floodgate.Campaign{ID: "c", Name: "C", Currency: "eur", CreatedAt: now, UpdatedAt: now}
-	c.SetDefaults(now)
-	if err := store.CreateCampaign(ctx, c); err != nil {
-		t.Fatal(err)
-	}
+	store := openStore(t)
 	if sbOpts.Seed == 0 {
 		sbOpts.Seed = 42
 	}
@@ -118,6 +108,36 @@ func newRigWith(t *testing.T, sbOpts sandbox.Options, wrap func(floodgate.Store)
 		seen = wrap(store)
 	}
 	return &rig{t: t, ctx: ctx, store: store, sb: sb, services: startServices(t, seen, prov, k)}
+}
+
+// openStore opens a SQLite store in a temporary directory, closed when
+// the test ends, with one campaign "c" in euros.
+func openStore(t *testing.T) *sqlite.Store {
+	t.Helper()
+	ctx := context.Background()
+	store, err := sqlite.Open(ctx, sqlite.Options{Path: filepath.Join(t.TempDir(), "f.db")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = store.Close() })
+	now := time.Now().UTC()
+	c := &floodgate.Campaign{ID: "c", Name: "C", Currency: "eur", CreatedAt: now, UpdatedAt: now}
+	c.SetDefaults(now)
+	if err := store.CreateCampaign(ctx, c); err != nil {
+		t.Fatal(err)
+	}
+	return store
+}
+
+// canceledAtProvider checks the provider's ledger: every PaymentIntent
+// ended canceled.
+func (r *rig) canceledAtProvider() {
+	r.t.Helper()
+	for _, e := range r.sb.Ledger().PaymentIntents {
+		if e.Status != "canceled" {
+			r.t.Fatalf("PaymentIntent %s is %s at the provider", e.ID, e.Status)
+		}
+	}
 }
 
 // accept stores n donations paying with pm and returns their ids.
@@ -188,4 +208,3 @@ func (r *rig) chargedOnce(ids []string) {
 		}
 	}
 }
-
