@@ -292,7 +292,7 @@ func (m *Main) dispatchServices(store floodgate.Store, provider floodgate.Provid
 		Clock:  clock, Logger: log, Metrics: met})
 	m.webhooks = dispatch.NewWebhooks(store, settler, dispatch.WebhooksOptions{Clock: clock, Logger: log})
 	expirer := dispatch.NewExpirer(store, link, settler, dispatch.ExpirerOptions{ActionTimeout: cfg.ActionTimeout, Clock: clock, Logger: log})
-	m.Dispatcher = dispatch.New(store, dispatch.Parts{Link: link, Settler: settler, Reconciler: reconciler, Cards: cards},
+	m.Dispatcher = dispatch.New(store, dispatch.Parts{Link: link, Settler: settler, Reconciler: reconciler, Screen: cards},
 		dispatch.Options{Workers: cfg.DispatchWorkers, Queue: cfg.DispatchQueue, Claim: cfg.DispatchClaim, Lease: cfg.Lease,
 			ReleaseAllOnStart: single, Policy: policy, Clock: clock, Logger: log, Metrics: met})
 	return []startstop.Service{m.Control, link, reconciler, cards, m.webhooks, expirer, m.Dispatcher}

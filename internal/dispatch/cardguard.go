@@ -50,7 +50,10 @@ type CardGuard struct {
 	declines []time.Time // this node's card-blocking declines, the last ten minutes
 }
 
-var _ startstop.Service = (*CardGuard)(nil)
+var (
+	_ startstop.Service = (*CardGuard)(nil)
+	_ Screen            = (*CardGuard)(nil)
+)
 
 // NewCardGuard returns a CardGuard; nothing runs until Start.
 func NewCardGuard(store floodgate.Store, link *Link, settler *Settler, opts CardGuardOptions) *CardGuard {
@@ -81,9 +84,9 @@ var fixable = map[string]bool{
 	"processing_error": true, "authentication_required": true, "payment_intent_authentication_failure": true,
 }
 
-// declined learns a card decline: the card is refused for Block, unless
+// Declined learns a card decline: the card is refused for Block, unless
 // the donor could fix the decline by retyping.
-func (g *CardGuard) declined(ctx context.Context, fingerprint, code, decline string) {
+func (g *CardGuard) Declined(ctx context.Context, fingerprint, code, decline string) {
 	if g.opts.Block <= 0 || fingerprint == "" || fixable[code] || fixable[decline] {
 		return
 	}
@@ -134,12 +137,12 @@ func (g *CardGuard) refreshArmed(ctx context.Context) {
 	}
 }
 
-// refuse screens a gift that surely never reached the provider, before it
+// Refuse screens a gift that surely never reached the provider, before it
 // is first sent, and fails it unsent when its address is suspect (Screen)
 // or its card blocked: gifts queued before an address turned suspect
 // would otherwise all reach the provider. The donor may bring another
 // card, which is limited as a new gift is.
-func (g *CardGuard) refuse(ctx context.Context, don *floodgate.Donation) bool {
+func (g *CardGuard) Refuse(ctx context.Context, don *floodgate.Donation) bool {
 	if g.opts.Screen != nil && !g.opts.Screen(don) {
 		g.refuseUnsent(ctx, don, "address", "processing_error",
 			"refused: too many attempts from a suspect address (card-testing defence, address); never sent")

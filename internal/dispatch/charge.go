@@ -26,7 +26,7 @@ type charge struct {
 // charge drives one donation from step to step until it is settled, put
 // off, or the dispatcher stops (then it keeps its key and resumes later).
 func (d *Dispatcher) charge(ctx context.Context, don *floodgate.Donation) {
-	if d.cards != nil && d.neverSent(don) && d.cards.refuse(ctx, don) {
+	if d.screen != nil && d.neverSent(don) && d.screen.Refuse(ctx, don) {
 		return
 	}
 	c := &charge{don: don}
@@ -107,8 +107,8 @@ func (d *Dispatcher) send(ctx context.Context, c *charge) step {
 	switch dec.Action {
 	case Final:
 		var pe *floodgate.ProviderError
-		if errors.As(err, &pe) && pe.Kind == floodgate.ProviderCard && pe.Payment != nil && d.cards != nil {
-			d.cards.declined(ctx, pe.Payment.Fingerprint, pe.Code, pe.DeclineCode)
+		if errors.As(err, &pe) && pe.Kind == floodgate.ProviderCard && pe.Payment != nil && d.screen != nil {
+			d.screen.Declined(ctx, pe.Payment.Fingerprint, pe.Code, pe.DeclineCode)
 		}
 		if errors.As(err, &pe) && pe.Kind != floodgate.ProviderCard {
 			d.log.Error("dispatch: provider refused a charge request", "donation", don.ID, "err", err)

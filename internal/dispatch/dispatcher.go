@@ -52,9 +52,20 @@ type Parts struct {
 	Settler *Settler
 	// Reconciler looks up the outcomes the provider left unknown.
 	Reconciler *Reconciler
-	// Cards, when set, screens each gift before it is first sent and
-	// learns every card decline (the card-testing defence).
-	Cards *CardGuard
+	// Screen, when set, is asked about each gift before it is first sent
+	// and told of every card decline (the card-testing defence: a
+	// CardGuard).
+	Screen Screen
+}
+
+// Screen is the card-testing defence as the charger uses it.
+type Screen interface {
+	// Refuse is asked before a gift that surely never reached the
+	// provider is first sent; true means it was failed, unsent.
+	Refuse(ctx context.Context, d *floodgate.Donation) bool
+	// Declined learns a card decline: the card's fingerprint, the
+	// provider's code and the bank's decline code.
+	Declined(ctx context.Context, fingerprint, code, decline string)
 }
 
 // Dispatcher is the charger: it claims accepted donations from the line,
@@ -69,7 +80,7 @@ type Dispatcher struct {
 	link     *Link
 	settler  *Settler
 	rec      *Reconciler
-	cards    *CardGuard // nil: no card-testing defence
+	screen   Screen // nil: no card-testing defence
 	inFlight atomic.Int64
 	wake     chan struct{}
 	line     lineState
@@ -98,8 +109,8 @@ func New(store floodgate.Store, parts Parts, opts Options) *Dispatcher {
 	opts.Queue = max(opts.Queue, 1)
 	opts.Claim = max(min(opts.Claim, opts.Queue), 1)
 	d := &Dispatcher{opts: opts, store: store, log: logger(opts.Logger), link: parts.Link, settler: parts.Settler,
-		rec: parts.Reconciler, cards: parts.Cards, wake: make(chan struct{}, 1)}
-	parts.Link.control.onResume(d.Wake)
+		rec: parts.Reconciler, screen: parts.Screen, wake: make(chan struct{}, 1)}
+	parts.Link.onResume(d.Wake)
 	return d
 }
 
@@ -172,7 +183,7 @@ func (d *Dispatcher) claimLoop(ctx context.Context, work chan<- *floodgate.Donat
 		want := int(math.Ceil(d.link.Rate()*2)) + 1
 		room := min(cap(work)-len(work), d.opts.Claim, max(want-len(work), 0))
 		switch state, _ := d.Charging(); {
-		case state == floodgate.ChargingWaiting && d.inFlight.Load() == 0 && d.link.control.probeDue():
+		case state == floodgate.ChargingWaiting && d.inFlight.Load() == 0 && d.link.probeDue():
 			// The breaker waits for a probe and no gift in hand will send
 			// one (those it held were put off): claim one to probe with,
 			// or charging would wait for a restart.

@@ -140,7 +140,7 @@ func (d *Dispatcher) Place(don *floodgate.Donation) (int64, time.Duration, bool)
 // the provider, when it probes next (Control's answer, for the API's
 // Line).
 func (d *Dispatcher) Charging() (floodgate.ChargingState, time.Time) {
-	return d.link.control.Charging()
+	return d.link.charging()
 }
 
 // Backlog returns the line's length and age, as last read.

@@ -80,6 +80,16 @@ func (l *Link) Start(ctx context.Context) error {
 	return l.StartDone(nil)
 }
 
+// charging is Control's answer: whether calls go now and, while the
+// breaker waits for the provider, when it probes next.
+func (l *Link) charging() (floodgate.ChargingState, time.Time) { return l.control.Charging() }
+
+// probeDue reports whether the breaker waits for a probe now.
+func (l *Link) probeDue() bool { return l.control.probeDue() }
+
+// onResume registers f to be told when an operator resumes charging.
+func (l *Link) onResume(f func()) { l.control.onResume(f) }
+
 // Rate is the PaymentIntent requests per second allowed now.
 func (l *Link) Rate() float64 { return math.Float64frombits(l.rate.Load()) }
 

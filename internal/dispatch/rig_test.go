@@ -60,7 +60,7 @@ func startServices(t *testing.T, store floodgate.Store, prov floodgate.Provider,
 	s.cards = NewCardGuard(store, s.link, s.settler, CardGuardOptions{Screen: k.Screen, Clock: o.Clock})
 	s.webhooks = NewWebhooks(store, s.settler, WebhooksOptions{Clock: o.Clock})
 	s.expirer = NewExpirer(store, s.link, s.settler, ExpirerOptions{ActionTimeout: k.ActionTimeout, CancelBackoff: k.CancelBackoff, Clock: o.Clock})
-	s.disp = New(store, Parts{Link: s.link, Settler: s.settler, Reconciler: s.rec, Cards: s.cards}, o)
+	s.disp = New(store, Parts{Link: s.link, Settler: s.settler, Reconciler: s.rec, Screen: s.cards}, o)
 	g := startstop.NewGroup(s.control, s.link, s.rec, s.cards, s.webhooks, s.expirer, s.disp)
 	if err := g.Start(context.Background()); err != nil {
 		t.Fatal(err)
