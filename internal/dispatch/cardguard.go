@@ -39,7 +39,7 @@ type CardGuardOptions struct {
 // a suspect address (Screen).
 type CardGuard struct {
 	startstop.Base
-	store   floodgate.Store
+	store   floodgate.CardBlocks
 	link    *Link
 	settler *Settler
 	opts    CardGuardOptions
@@ -56,7 +56,7 @@ var (
 )
 
 // NewCardGuard returns a CardGuard; nothing runs until Start.
-func NewCardGuard(store floodgate.Store, link *Link, settler *Settler, opts CardGuardOptions) *CardGuard {
+func NewCardGuard(store floodgate.CardBlocks, link *Link, settler *Settler, opts CardGuardOptions) *CardGuard {
 	if opts.Clock == nil {
 		opts.Clock = floodgate.SystemClock{}
 	}

@@ -29,7 +29,7 @@ type ControlOptions struct {
 // provider call waits for it and reports back to it (Link).
 type Control struct {
 	startstop.Base
-	store   floodgate.Store
+	store   floodgate.Settings
 	clock   floodgate.Clock
 	log     *slog.Logger
 	paused  atomic.Bool
@@ -43,7 +43,7 @@ type Control struct {
 var _ startstop.Service = (*Control)(nil)
 
 // NewControl returns a Control; nothing runs until Start.
-func NewControl(store floodgate.Store, opts ControlOptions) *Control {
+func NewControl(store floodgate.Settings, opts ControlOptions) *Control {
 	if opts.Clock == nil {
 		opts.Clock = floodgate.SystemClock{}
 	}

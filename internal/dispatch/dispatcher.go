@@ -75,7 +75,7 @@ type Screen interface {
 type Dispatcher struct {
 	startstop.Base
 	opts     Options
-	store    floodgate.Store
+	store    floodgate.Line
 	log      *slog.Logger
 	link     *Link
 	settler  *Settler
@@ -89,7 +89,7 @@ type Dispatcher struct {
 var _ startstop.Service = (*Dispatcher)(nil)
 
 // New returns a Dispatcher; nothing runs until Start.
-func New(store floodgate.Store, parts Parts, opts Options) *Dispatcher {
+func New(store floodgate.Line, parts Parts, opts Options) *Dispatcher {
 	if opts.Clock == nil {
 		opts.Clock = floodgate.SystemClock{}
 	}

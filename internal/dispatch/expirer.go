@@ -27,7 +27,7 @@ type ExpirerOptions struct {
 // store, on any node.
 type Expirer struct {
 	startstop.Base
-	store   floodgate.Store
+	store   floodgate.Line
 	link    *Link
 	settler *Settler
 	opts    ExpirerOptions
@@ -50,7 +50,7 @@ type cancelRetry struct {
 }
 
 // NewExpirer returns an Expirer; nothing runs until Start.
-func NewExpirer(store floodgate.Store, link *Link, settler *Settler, opts ExpirerOptions) *Expirer {
+func NewExpirer(store floodgate.Line, link *Link, settler *Settler, opts ExpirerOptions) *Expirer {
 	if opts.Clock == nil {
 		opts.Clock = floodgate.SystemClock{}
 	}

@@ -55,8 +55,8 @@ type Link struct {
 var _ startstop.Service = (*Link)(nil)
 
 // NewLink returns a Link to provider behind control; nothing runs until
-// Start. The store holds the shared budgets (LinkOptions.SharedBudgets).
-func NewLink(store floodgate.Store, provider floodgate.Provider, control *Control, opts LinkOptions) *Link {
+// Start. store holds the shared budgets (LinkOptions.SharedBudgets).
+func NewLink(store floodgate.Budgets, provider floodgate.Provider, control *Control, opts LinkOptions) *Link {
 	if opts.Clock == nil {
 		opts.Clock = floodgate.SystemClock{}
 	}

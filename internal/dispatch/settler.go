@@ -33,13 +33,13 @@ type SettlerOptions struct {
 // the move, counted, and told to the live totals and to the card-testing
 // defence. It runs nothing of its own.
 type Settler struct {
-	store floodgate.Store
+	store floodgate.Line
 	opts  SettlerOptions
 	log   *slog.Logger
 }
 
 // NewSettler returns a Settler writing to store.
-func NewSettler(store floodgate.Store, opts SettlerOptions) *Settler {
+func NewSettler(store floodgate.Line, opts SettlerOptions) *Settler {
 	if opts.Clock == nil {
 		opts.Clock = floodgate.SystemClock{}
 	}

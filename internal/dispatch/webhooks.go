@@ -15,11 +15,18 @@ type WebhooksOptions struct {
 	Logger *slog.Logger
 }
 
+// EventStore is what Webhooks uses: the donation an event is about
+// (Ledger) and the moves the event makes (Line).
+type EventStore interface {
+	floodgate.Ledger
+	floodgate.Line
+}
+
 // Webhooks applies verified provider events to donations. It takes
 // events only while it runs; Stop waits for those being applied.
 type Webhooks struct {
 	startstop.Base
-	store   floodgate.Store
+	store   EventStore
 	settler *Settler
 	clock   floodgate.Clock
 	log     *slog.Logger
@@ -33,7 +40,7 @@ var errNotApplying = &floodgate.Error{Code: floodgate.EUNAVAILABLE, Message: "Pr
 	RetryAfter: time.Second}
 
 // NewWebhooks returns a Webhooks recording through settler.
-func NewWebhooks(store floodgate.Store, settler *Settler, opts WebhooksOptions) *Webhooks {
+func NewWebhooks(store EventStore, settler *Settler, opts WebhooksOptions) *Webhooks {
 	if opts.Clock == nil {
 		opts.Clock = floodgate.SystemClock{}
 	}
