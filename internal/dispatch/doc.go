@@ -3,6 +3,25 @@
 // rates, decides every retry itself (policy.go), settles the outcome in the
 // store and tells a waiting donor their place in line.
 //
+// It is a set of small services, each with the startstop life cycle, that
+// the node starts in this order and stops in reverse:
+//
+//   - Control (control.go): the pause switch, the breaker on the provider,
+//     the provider's health and the node's readiness.
+//   - Link (link.go): every provider call, paced by the rate budgets
+//     (pacer.go, gate.go), behind Control, timed and counted.
+//   - Reconciler (reconciler.go): owns the outcomes the provider left
+//     unknown, and looks the payment up.
+//   - CardGuard (cardguard.go): the card-testing defence's side here.
+//   - Webhooks (webhooks.go): applies verified provider events.
+//   - Expirer (expirer.go): cancels gifts left in 3-D Secure too long.
+//   - Dispatcher (dispatcher.go, charge.go, line.go): the charger; it
+//     claims gifts, keeps their leases, and its workers drive each gift
+//     through the explicit steps of step.go.
+//
+// Settler (settler.go) records every settlement for all of them; it runs
+// nothing of its own.
+//
 // Exactly-once rests on three rules. The idempotency key of a charge is
 // derived from the donation id and its key generation, so a resend (after a
 // time-out, or by a new process after kill -9) can never charge twice while
@@ -10,4 +29,8 @@
 // (a stored 5xx, an idempotency error, a key about to be forgotten) is
 // looked up, never guessed. A new key is used only after a consistent
 // lookup found no payment for the old one.
+//
+// Every wait of the dispatcher's own (a backoff, a poll, a period, a rate
+// budget) runs on the injected clock; only the time limit of a provider
+// call, a deadline on the network call itself, runs on the wall clock.
 package dispatch

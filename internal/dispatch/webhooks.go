@@ -2,10 +2,58 @@ package dispatch
 
 import (
 	"context"
+	"log/slog"
 	"time"
 
 	"github.com/floodgate/floodgate"
+	"github.com/floodgate/floodgate/internal/startstop"
 )
+
+// WebhooksOptions configure a Webhooks.
+type WebhooksOptions struct {
+	Clock  floodgate.Clock
+	Logger *slog.Logger
+}
+
+// EventStore is what Webhooks uses: the donation an event is about
+// (Ledger) and the moves the event makes (Line).
+type EventStore interface {
+	floodgate.Ledger
+	floodgate.Line
+}
+
+// Webhooks applies verified provider events to donations. It takes
+// events only while it runs; Stop waits for those being applied.
+type Webhooks struct {
+	startstop.Base
+	store   EventStore
+	settler *Settler
+	clock   floodgate.Clock
+	log     *slog.Logger
+}
+
+var _ startstop.Service = (*Webhooks)(nil)
+
+// errNotApplying answers an event that came while the applier does not
+// run: the provider delivers it again.
+var errNotApplying = &floodgate.Error{Code: floodgate.EUNAVAILABLE, Message: "Provider events are not applied right now; deliver it again.",
+	RetryAfter: time.Second}
+
+// NewWebhooks returns a Webhooks recording through settler.
+func NewWebhooks(store EventStore, settler *Settler, opts WebhooksOptions) *Webhooks {
+	if opts.Clock == nil {
+		opts.Clock = floodgate.SystemClock{}
+	}
+	return &Webhooks{store: store, settler: settler, clock: opts.Clock, log: logger(opts.Logger)}
+}
+
+// Start lets events be applied.
+func (w *Webhooks) Start(ctx context.Context) error {
+	if _, ok := w.StartInit(ctx); !ok {
+		return nil
+	}
+	return w.StartDone(nil)
+}
 
 // Apply records what a verified provider event says about a donation. It
 // moves state only forward (the store refuses any other move), so a
@@ -13,25 +61,32 @@ import (
 // overwrites succeeded. An event for a payment floodgate does not know is
 // ignored (applied false, no error); an error means the provider should
 // deliver the event again.
-func (d *Dispatcher) Apply(ctx context.Context, ev *floodgate.ProviderEvent) (applied bool, err error) {
-	don, err := d.eventDonation(ctx, ev)
+func (w *Webhooks) Apply(ctx context.Context, ev *floodgate.ProviderEvent) (applied bool, err error) {
+	if !w.Within(ctx, func(ctx context.Context) { applied, err = w.apply(ctx, ev) }) {
+		return false, errNotApplying
+	}
+	return applied, err
+}
+
+func (w *Webhooks) apply(ctx context.Context, ev *floodgate.ProviderEvent) (applied bool, err error) {
+	don, err := w.eventDonation(ctx, ev)
 	if don == nil || err != nil {
 		return false, err
 	}
 	if don.PaymentIntentID != "" && ev.PaymentIntentID != "" && don.PaymentIntentID != ev.PaymentIntentID {
-		d.log.Error("dispatch: incident: an event names this donation but another PaymentIntent",
+		w.log.Error("dispatch: incident: an event names this donation but another PaymentIntent",
 			"donation", don.ID, "payment_intent", ev.PaymentIntentID, "recorded", don.PaymentIntentID, "event", ev.ID)
 		return false, nil
 	}
 	switch ev.Type {
 	case "payment_intent.succeeded", "payment_intent.payment_failed", "payment_intent.canceled", "payment_intent.requires_action":
-		return d.applyPayment(ctx, don, ev)
+		return w.applyPayment(ctx, don, ev)
 	case "charge.refunded":
-		return d.applyReversal(ctx, don, ev, floodgate.ReversalRefund)
+		return w.applyReversal(ctx, don, ev, floodgate.ReversalRefund)
 	case "charge.dispute.created":
-		return d.applyReversal(ctx, don, ev, floodgate.ReversalDispute)
+		return w.applyReversal(ctx, don, ev, floodgate.ReversalDispute)
 	}
-	d.log.Info("dispatch: event not acted on", "type", ev.Type, "event", ev.ID, "donation", don.ID)
+	w.log.Info("dispatch: event not acted on", "type", ev.Type, "event", ev.ID, "donation", don.ID)
 	return false, nil
 }
 
@@ -39,14 +94,14 @@ func (d *Dispatcher) Apply(ctx context.Context, ev *floodgate.ProviderEvent) (ap
 // in its metadata, or else by its PaymentIntent (a charge's metadata need
 // not carry the PaymentIntent's). None (nil, nil) for a payment floodgate
 // does not know.
-func (d *Dispatcher) eventDonation(ctx context.Context, ev *floodgate.ProviderEvent) (*floodgate.Donation, error) {
+func (w *Webhooks) eventDonation(ctx context.Context, ev *floodgate.ProviderEvent) (*floodgate.Donation, error) {
 	var don *floodgate.Donation
 	var err error
 	switch {
 	case floodgate.ValidID(floodgate.DonationIDPrefix, ev.DonationID):
-		don, err = d.store.Donation(ctx, ev.DonationID)
+		don, err = w.store.Donation(ctx, ev.DonationID)
 	case ev.PaymentIntentID != "":
-		don, err = d.store.DonationByPaymentIntent(ctx, ev.PaymentIntentID)
+		don, err = w.store.DonationByPaymentIntent(ctx, ev.PaymentIntentID)
 	default:
 		return nil, nil
 	}
@@ -56,7 +111,7 @@ func (d *Dispatcher) eventDonation(ctx context.Context, ev *floodgate.ProviderEv
 	return don, err
 }
 
-func (d *Dispatcher) applyPayment(ctx context.Context, don *floodgate.Donation, ev *floodgate.ProviderEvent) (bool, error) {
+func (w *Webhooks) applyPayment(ctx context.Context, don *floodgate.Donation, ev *floodgate.ProviderEvent) (bool, error) {
 	if ev.Payment == nil {
 		return false, nil
 	}
@@ -67,10 +122,10 @@ func (d *Dispatcher) applyPayment(ctx context.Context, don *floodgate.Donation, 
 	// between this read and the settlement). Success is always recorded:
 	// money that moved counts.
 	if ev.Type != "payment_intent.succeeded" && (don.KeySince == nil || ev.Created.Before(don.KeySince.Add(-time.Second))) {
-		d.log.Info("dispatch: stale event ignored", "type", ev.Type, "event", ev.ID, "donation", don.ID)
+		w.log.Info("dispatch: stale event ignored", "type", ev.Type, "event", ev.ID, "donation", don.ID)
 		return false, nil
 	}
-	s, ok := settlementFor(don, ev.Payment, d.opts.Clock.Now())
+	s, ok := settlementFor(don, ev.Payment, w.clock.Now())
 	if !ok {
 		return false, nil
 	}
@@ -78,35 +133,27 @@ func (d *Dispatcher) applyPayment(ctx context.Context, don *floodgate.Donation, 
 	if s.Status == floodgate.StatusCanceled {
 		s.Note = "canceled at the provider (webhook)"
 	}
-	got, err := d.store.Settle(ctx, s)
-	applied, err := d.applied(got, string(s.Status), err)
-	if applied && d.opts.Outcome != nil {
-		d.opts.Outcome(got)
-	}
-	return applied, err
+	got, err := w.store.Settle(ctx, s)
+	return w.applied(got, string(s.Status), true, err)
 }
 
 // applyReversal takes a refund or dispute off raised. The event carries
 // the cumulative amount, so a replayed or late one changes nothing.
-func (d *Dispatcher) applyReversal(ctx context.Context, don *floodgate.Donation, ev *floodgate.ProviderEvent, kind floodgate.Reversal) (bool, error) {
+func (w *Webhooks) applyReversal(ctx context.Context, don *floodgate.Donation, ev *floodgate.ProviderEvent, kind floodgate.Reversal) (bool, error) {
 	if ev.Amount <= 0 {
 		return false, nil
 	}
-	got, err := d.store.Reverse(ctx, don.ID, kind, ev.Amount, d.opts.Clock.Now())
-	return d.applied(got, string(kind), err)
+	got, err := w.store.Reverse(ctx, don.ID, kind, ev.Amount, w.clock.Now())
+	return w.applied(got, string(kind), false, err)
 }
 
 // applied turns a store answer into Apply's: ESTATE means the change was
-// already there (or further on).
-func (d *Dispatcher) applied(got *floodgate.Donation, what string, err error) (bool, error) {
+// already there (or further on). A change taken is recorded (charge: a
+// charge's outcome, which the card-testing defence learns).
+func (w *Webhooks) applied(got *floodgate.Donation, what string, charge bool, err error) (bool, error) {
 	switch floodgate.ErrorCode(err) {
 	case "":
-		if d.opts.Metrics != nil {
-			d.opts.Metrics.Settled.WithLabelValues(what).Inc()
-		}
-		if d.opts.Settled != nil {
-			d.opts.Settled(got)
-		}
+		w.settler.recorded(got, what, charge)
 		return true, nil
 	case floodgate.ESTATE:
 		return false, nil

@@ -72,7 +72,14 @@ func New(ctx context.Context, store Store, opts Options) (*Service, error) {
 	}
 	s := &Service{store: store, clock: opts.Clock, tokens: NewTokens(secret), ttl: opts.CampaignTTL,
 		campaigns: map[string]cachedCampaign{}, guard: opts.Guard, refused: opts.Refused}
+	if opts.Batch.Clock == nil {
+		opts.Batch.Clock = opts.Clock
+	}
 	s.batcher = NewBatcher(opts.Batch, store.AcceptDonations)
+	// The batcher runs until Stop, whatever becomes of ctx.
+	if err := s.batcher.Start(context.WithoutCancel(ctx)); err != nil {
+		return nil, err
+	}
 	return s, nil
 }
 
