@@ -34,7 +34,7 @@ type Accepted struct {
 // Store is the roles the accept path uses: the intake it commits to, the
 // campaigns it caches, and the setting that holds its donor-token secret.
 type Store interface {
-	floodgate.Intake
+	floodgate.Intakes
 	floodgate.Campaigns
 	floodgate.Settings
 }
@@ -43,7 +43,7 @@ type Store interface {
 type Service struct {
 	store   Store
 	clock   floodgate.Clock
-	batcher *Batcher[*floodgate.Donation, floodgate.AcceptResult]
+	batcher *Batcher[floodgate.Intake, floodgate.AcceptResult]
 	tokens  *Tokens
 	ttl     time.Duration
 	guard   *Guard
@@ -72,7 +72,7 @@ func New(ctx context.Context, store Store, opts Options) (*Service, error) {
 	}
 	s := &Service{store: store, clock: opts.Clock, tokens: NewTokens(secret), ttl: opts.CampaignTTL,
 		campaigns: map[string]cachedCampaign{}, guard: opts.Guard, refused: opts.Refused}
-	s.batcher = NewBatcher(opts.Batch, store.AcceptDonations)
+	s.batcher = NewBatcher(opts.Batch, store.Accept)
 	return s, nil
 }
 
@@ -120,7 +120,7 @@ func (s *Service) replay(ctx context.Context, campaignID, key string, d *floodga
 	if res.Err != nil {
 		return nil, res.Err
 	}
-	return &Accepted{Donation: res.Donation, Replayed: true, DonorToken: s.tokens.For(res.Donation.ID)}, nil
+	return &Accepted{Donation: res.Donation(), Replayed: true, DonorToken: s.tokens.For(res.Donation().ID)}, nil
 }
 
 // Remember puts a campaign just written on this node in the cache.
@@ -176,7 +176,7 @@ func (s *Service) Donate(ctx context.Context, campaignID, key string, body []byt
 	if res.Err != nil {
 		return nil, res.Err
 	}
-	return &Accepted{Donation: res.Donation, Replayed: res.Replayed, DonorToken: s.tokens.For(res.Donation.ID)}, nil
+	return &Accepted{Donation: res.Donation(), Replayed: res.Replayed, DonorToken: s.tokens.For(res.Donation().ID)}, nil
 }
 
 // AllowAttempt applies the donation limits to an attempt that is not a

@@ -62,14 +62,24 @@ func (f *fixture) donation(campaign string, amount int64) *floodgate.Donation {
 		Declaration: &floodgate.Declaration{Scheme: floodgate.SchemeIE, TextVersion: "2026-01", FirstName: "A", LastName: "B"}}
 }
 
+// Intakes is a batch of donations as the intakes Store.Accept takes.
+func Intakes(ds ...*floodgate.Donation) []floodgate.Intake {
+	items := make([]floodgate.Intake, len(ds))
+	for i, d := range ds {
+		items[i] = d
+	}
+	return items
+}
+
 func (f *fixture) accept(ds ...*floodgate.Donation) []floodgate.AcceptResult {
 	f.tb.Helper()
-	res, err := f.store.AcceptDonations(f.ctx, ds)
+	items := Intakes(ds...)
+	res, err := f.store.Accept(f.ctx, items)
 	if err != nil {
-		f.tb.Fatalf("AcceptDonations: %v", err)
+		f.tb.Fatalf("Accept: %v", err)
 	}
-	if len(res) != len(ds) {
-		f.tb.Fatalf("AcceptDonations returned %d results for %d donations", len(res), len(ds))
+	if len(res) != len(items) {
+		f.tb.Fatalf("Accept returned %d results for %d items", len(res), len(items))
 	}
 	return res
 }
@@ -85,7 +95,7 @@ func (f *fixture) acceptNew(campaign string, amounts ...int64) []*floodgate.Dona
 		if r.Err != nil || r.Replayed {
 			f.tb.Fatalf("donation %d: err %v replayed %v", i, r.Err, r.Replayed)
 		}
-		out = append(out, r.Donation)
+		out = append(out, r.Donation())
 	}
 	return out
 }
@@ -262,7 +272,7 @@ func testAccept(t *testing.T, open Opener) {
 	// A donation for an unknown campaign fails alone; its batch still commits.
 	res := f.accept(f.donation("missing", 100), f.donation("c", 100))
 	wantCode(t, res[0].Err, floodgate.ENOTFOUND)
-	if res[1].Err != nil || res[1].Donation == nil {
+	if res[1].Err != nil || res[1].Donation() == nil {
 		t.Fatalf("second result = %+v", res[1])
 	}
 	wantTotals(t, f.totals("c"), 0, 0, 3650, 4, 4)
@@ -282,13 +292,13 @@ func testIdempotency(t *testing.T, open Opener) {
 
 	again := *d
 	res := f.accept(&again)[0]
-	if res.Err != nil || !res.Replayed || res.Donation.ID != first.Donation.ID {
-		t.Fatalf("replay = %+v, want same id %s", res, first.Donation.ID)
+	if res.Err != nil || !res.Replayed || res.Donation().ID != first.Donation().ID {
+		t.Fatalf("replay = %+v, want same id %s", res, first.Donation().ID)
 	}
 
 	byKey, err := f.store.DonationByKey(f.ctx, "c", d.IdempotencyKey)
-	if err != nil || byKey.ID != first.Donation.ID {
-		t.Fatalf("DonationByKey = %+v, %v; want %s", byKey, err, first.Donation.ID)
+	if err != nil || byKey.ID != first.Donation().ID {
+		t.Fatalf("DonationByKey = %+v, %v; want %s", byKey, err, first.Donation().ID)
 	}
 	_, err = f.store.DonationByKey(f.ctx, "other", d.IdempotencyKey)
 	wantCode(t, err, floodgate.ENOTFOUND)
@@ -304,7 +314,7 @@ func testIdempotency(t *testing.T, open Opener) {
 	elsewhere := *d
 	elsewhere.CampaignID = "other"
 	res = f.accept(&elsewhere)[0]
-	if res.Err != nil || res.Replayed || res.Donation.ID == first.Donation.ID {
+	if res.Err != nil || res.Replayed || res.Donation().ID == first.Donation().ID {
 		t.Fatalf("same key in another campaign = %+v, want a new donation", res)
 	}
 
@@ -312,12 +322,12 @@ func testIdempotency(t *testing.T, open Opener) {
 	x := f.donation("c", 700)
 	y := *x
 	rs := f.accept(x, &y)
-	if rs[0].Err != nil || rs[1].Err != nil || rs[0].Donation.ID != rs[1].Donation.ID || rs[0].Replayed || !rs[1].Replayed {
+	if rs[0].Err != nil || rs[1].Err != nil || rs[0].Donation().ID != rs[1].Donation().ID || rs[0].Replayed || !rs[1].Replayed {
 		t.Fatalf("same key in one batch = %+v / %+v", rs[0], rs[1])
 	}
 	// Each answer goes to its own request: they must not share a donation
 	// one of them could change under the other.
-	if rs[0].Donation == rs[1].Donation {
+	if rs[0].Donation() == rs[1].Donation() {
 		t.Fatal("same key in one batch: both answers hold the same *Donation")
 	}
 	wantTotals(t, f.totals("c"), 0, 0, 1700, 2, 2)
@@ -338,14 +348,14 @@ func testConcurrentSameKey(t *testing.T, open Opener) {
 		go func() {
 			defer wg.Done()
 			c := *d
-			res, err := f.store.AcceptDonations(f.ctx, []*floodgate.Donation{&c})
+			res, err := f.store.Accept(f.ctx, Intakes(&c))
 			mu.Lock()
 			defer mu.Unlock()
 			if err != nil {
 				got["error: "+err.Error()]++
 				return
 			}
-			got[res[0].Donation.ID]++
+			got[res[0].Donation().ID]++
 		}()
 	}
 	wg.Wait()
