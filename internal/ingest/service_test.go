@@ -68,9 +68,9 @@ func TestDonate(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	d := first.Donation
+	d := first.Item
 	if first.Replayed || d.Status != floodgate.StatusAccepted || d.IdempotencyKey != "k1" ||
-		d.ClientAddr != "192.0.2.1" || d.Amount != 2500 || !s.Tokens().Valid(d.ID, first.DonorToken) {
+		d.ClientAddr != "192.0.2.1" || d.Amount != 2500 || !s.Tokens().Valid(d.ID, first.Token) {
 		t.Fatalf("first = %+v (%+v)", first, d)
 	}
 	if got, err := store.Donation(ctx, d.ID); err != nil || got.IdempotencyKey != "k1" || got.ClientAddr != "192.0.2.1" {
@@ -79,7 +79,7 @@ func TestDonate(t *testing.T) {
 
 	// The same body again (spaced differently): the same donation and token.
 	again, err := s.Donate(ctx, "demo", "k1", []byte(" "+good+"\n"), "198.51.100.7")
-	if err != nil || !again.Replayed || again.Donation.ID != d.ID || again.DonorToken != first.DonorToken {
+	if err != nil || !again.Replayed || again.Item.ID != d.ID || again.Token != first.Token {
 		t.Fatalf("replay = %+v, %v", again, err)
 	}
 	_, err = s.Donate(ctx, "demo", "k1", []byte(with("amount", "2600")), "192.0.2.1")
@@ -92,7 +92,7 @@ func TestDonate(t *testing.T) {
 	if len(refusals) != 1 || refusals[0] != LimitEmail {
 		t.Fatalf("refusals = %v", refusals)
 	}
-	if a, err := s.Donate(ctx, "demo", "k1", []byte(good), "192.0.2.1"); err != nil || !a.Replayed || a.Donation.ID != d.ID {
+	if a, err := s.Donate(ctx, "demo", "k1", []byte(good), "192.0.2.1"); err != nil || !a.Replayed || a.Item.ID != d.ID {
 		t.Fatalf("replay past the limit = %+v, %v", a, err)
 	}
 	_, err = s.Donate(ctx, "demo", "k1", []byte(with("amount", "2600")), "192.0.2.1")
@@ -109,7 +109,7 @@ func TestDonate(t *testing.T) {
 	}
 	s.Remember(c)
 	clock.Advance(2 * time.Minute)
-	if a, err := s.Donate(ctx, "demo", "k1", []byte(good), "192.0.2.1"); err != nil || !a.Replayed || a.Donation.ID != d.ID {
+	if a, err := s.Donate(ctx, "demo", "k1", []byte(good), "192.0.2.1"); err != nil || !a.Replayed || a.Item.ID != d.ID {
 		t.Fatalf("replay after closing = %+v, %v", a, err)
 	}
 	_, err = s.Donate(ctx, "demo", "k1", []byte(with("amount", "2600")), "192.0.2.1")
@@ -148,4 +148,44 @@ func BenchmarkDonate(b *testing.B) {
 		}
 	})
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "donations/s")
+}
+
+// TestHolders: a holder read from the store is trusted for the TTL, read
+// again after it, and one remembered here is served at once; a failed
+// read is not cached.
+func TestHolders(t *testing.T) {
+	ctx := context.Background()
+	clock := clocktest.New(now)
+	var reads int
+	version := "v1"
+	h := newHolders(clock, time.Second, func(_ context.Context, id string) (string, error) {
+		reads++
+		if id == "nope" {
+			return "", floodgate.Errorf(floodgate.ENOTFOUND, "no %s", id)
+		}
+		return id + "@" + version, nil
+	})
+	get := func(id, want string, wantReads int) {
+		t.Helper()
+		got, err := h.get(ctx, id)
+		if err != nil || got != want || reads != wantReads {
+			t.Fatalf("get(%s) = %q, %v after %d reads; want %q after %d", id, got, err, reads, want, wantReads)
+		}
+	}
+	get("c", "c@v1", 1)
+	version = "v2"
+	clock.Advance(999 * time.Millisecond)
+	get("c", "c@v1", 1)
+	clock.Advance(time.Millisecond)
+	get("c", "c@v2", 2)
+	h.remember("c", "c@here")
+	get("c", "c@here", 2)
+	for range 2 {
+		if _, err := h.get(ctx, "nope"); floodgate.ErrorCode(err) != floodgate.ENOTFOUND {
+			t.Fatalf("get(nope) = %v", err)
+		}
+	}
+	if reads != 4 {
+		t.Fatalf("%d reads; a failed read was cached", reads)
+	}
 }
