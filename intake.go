@@ -67,7 +67,7 @@ type Part[T Intake] struct {
 
 // PartOf picks the items of type T out of a batch.
 func PartOf[T Intake](items []Intake) Part[T] {
-	var p Part[T]
+	p := Part[T]{Items: make([]T, 0, len(items)), At: make([]int, 0, len(items))}
 	for i, it := range items {
 		if v, ok := it.(T); ok {
 			p.Items = append(p.Items, v)
