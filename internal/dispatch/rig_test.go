@@ -143,7 +143,7 @@ func (r *rig) canceledAtProvider() {
 // accept stores n donations paying with pm and returns their ids.
 func (r *rig) accept(n int, pm string) []string {
 	r.t.Helper()
-	var ds []*floodgate.Donation
+	var ds []floodgate.Intake
 	for range n {
 		r.n++
 		key := fmt.Sprintf("k%d", r.n)
@@ -151,13 +151,13 @@ func (r *rig) accept(n int, pm string) []string {
 		ds = append(ds, &floodgate.Donation{CampaignID: "c", IdempotencyKey: key, RequestHash: h[:], Amount: 1000 + int64(r.n),
 			Currency: "eur", Email: "d@example.org", PaymentMethod: pm})
 	}
-	res, err := r.store.AcceptDonations(r.ctx, ds)
+	res, err := r.store.Accept(r.ctx, ds)
 	if err != nil {
 		r.t.Fatal(err)
 	}
 	var ids []string
 	for _, x := range res {
-		ids = append(ids, x.Donation.ID)
+		ids = append(ids, x.Donation().ID)
 	}
 	r.disp.Wake()
 	return ids
