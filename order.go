@@ -8,15 +8,10 @@ import (
 	"time"
 )
 
-// OrderKind names what a payment order pays for.
-type OrderKind string
-
-// The kinds of payment order.
-const (
-	// KindDonation pays for a gift; its effect is on its campaign's
-	// totals (see EffectOf).
-	KindDonation OrderKind = "donation"
-)
+// OrderKind names what a payment order pays for: the kind of intake it
+// was made for (KindDonation: a gift, whose effect is on its campaign's
+// totals, see EffectOf).
+type OrderKind = IntakeKind
 
 // noun names what an order of kind k pays for, in messages a client may
 // read ("Donation is processing.").

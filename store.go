@@ -5,17 +5,25 @@ import (
 	"time"
 )
 
-// AcceptResult is the outcome of one donation in a batch given to
-// Store.AcceptDonations.
+// AcceptResult is the outcome of one intake in a batch given to
+// Store.Accept.
 type AcceptResult struct {
-	// Donation is the stored donation: the new one, or, for a replayed
-	// idempotency key, the one first stored under it.
-	Donation *Donation
+	// Intake is the stored intake, of the item's kind: the new one, or, for
+	// a replayed idempotency key, the one first stored under it.
+	Intake Intake
 	// Replayed is set when the key was already used with the same request.
 	Replayed bool
-	// Err is EIDEMMISMATCH when the key was used with another request, or
-	// ENOTFOUND when the campaign does not exist; the batch still commits.
+	// Err refuses this item alone, and the batch still commits:
+	// EIDEMMISMATCH when the key was used with another request, ENOTFOUND
+	// when the campaign does not exist.
 	Err error
+}
+
+// Donation is the stored donation of a donation's result; nil when the
+// item was refused.
+func (r AcceptResult) Donation() *Donation {
+	d, _ := r.Intake.(*Donation)
+	return d
 }
 
 // Settlement is what a dispatcher or webhook learned about an order's
@@ -75,19 +83,20 @@ type Campaigns interface {
 	Totals(ctx context.Context, campaignID string) (*Totals, error)
 }
 
-// Intake makes accepted gifts durable: the accept path's one writer.
-type Intake interface {
-	// AcceptDonations stores a batch in one durable transaction (fsync
-	// before it returns), each new donation with its payment order, and
-	// returns one result per donation, in order; a key already held is
-	// answered by Replay.
-	// IDs, Seq and CreatedAt of new donations are set by the store. An
-	// error means nothing of the batch was kept. Called by the ingest
-	// batcher only.
-	AcceptDonations(ctx context.Context, ds []*Donation) ([]AcceptResult, error)
+// Intakes makes accepted intakes durable: the accept path's one writer.
+type Intakes interface {
+	// Accept stores a batch of intakes of any kinds in one durable
+	// transaction (fsync before it returns), each new one with its payment
+	// order, and returns one result per item, in order. Each kind is
+	// stored its own way; a key already held is answered by Replay; an item
+	// refused alone (its result's Err) does not fail the others. IDs, Seq
+	// and CreatedAt of new intakes are set by the store. An error means
+	// nothing of the batch was kept. Called by the ingest batcher only.
+	Accept(ctx context.Context, items []Intake) ([]AcceptResult, error)
 	// DonationByKey returns the donation holding an idempotency key in a
-	// campaign. ENOTFOUND. The accept path asks it only when a campaign is
-	// no longer open, so that a replay still answers its donation.
+	// campaign. ENOTFOUND. The accept path asks it only when a new gift is
+	// refused (the campaign no longer open, a limit reached), so that a
+	// replay still answers its donation.
 	DonationByKey(ctx context.Context, campaignID, key string) (*Donation, error)
 }
 
@@ -219,7 +228,7 @@ type CardBlocks interface {
 // in memory.
 type Store interface {
 	Campaigns
-	Intake
+	Intakes
 	Ledger
 	Line
 	Budgets

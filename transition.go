@@ -344,15 +344,15 @@ func ApplyReversal(o *PaymentOrder, kind Reversal, total int64, at time.Time) (T
 	return newTransition(o, &next, line, at), nil
 }
 
-// Replay answers req, a request whose idempotency key is already held in
-// its campaign by prev: the same request (the same request hash) gets a
-// copy of prev, marked replayed; another request gets EIDEMMISMATCH. The
-// accept path of every engine, and the lookup that answers a retry when a
-// new gift cannot be taken, answer with exactly this.
-func Replay(prev, req *Donation) AcceptResult {
-	if !bytes.Equal(prev.RequestHash, req.RequestHash) {
+// Replay answers req, a request whose idempotency key is already held by
+// prev, an intake of its kind: the same request (the same request hash)
+// gets a copy of prev, marked replayed; another request gets
+// EIDEMMISMATCH. The accept path of every engine, and the lookup that
+// answers a retry when a new intake cannot be taken, answer with exactly
+// this.
+func Replay(prev, req Intake) AcceptResult {
+	if !bytes.Equal(prev.requestSum(), req.requestSum()) {
 		return AcceptResult{Err: Errorf(EIDEMMISMATCH, "This Idempotency-Key was already used with a different request.")}
 	}
-	kept := *prev
-	return AcceptResult{Donation: &kept, Replayed: true}
+	return AcceptResult{Intake: prev.clone(), Replayed: true}
 }

@@ -597,16 +597,16 @@ func TestReplay(t *testing.T) {
 		OrderID: "po_1", Status: StatusSucceeded}
 	same := &Donation{CampaignID: "c", IdempotencyKey: "key-1", RequestHash: []byte("hash-1"), Amount: 2500}
 	res := Replay(prev, same)
-	if res.Err != nil || !res.Replayed || !reflect.DeepEqual(res.Donation, prev) {
+	if res.Err != nil || !res.Replayed || !reflect.DeepEqual(res.Donation(), prev) {
 		t.Fatalf("same request = %+v, want the kept donation, replayed", res)
 	}
-	if res.Donation == prev {
+	if res.Donation() == prev {
 		t.Fatal("the kept donation was handed out, not a copy: two answers would share it")
 	}
 	other := &Donation{CampaignID: "c", IdempotencyKey: "key-1", RequestHash: []byte("hash-2"), Amount: 5000}
 	res = Replay(prev, other)
 	if ErrorCode(res.Err) != EIDEMMISMATCH || ErrorMessage(res.Err) != "This Idempotency-Key was already used with a different request." ||
-		res.Donation != nil || res.Replayed {
+		res.Intake != nil || res.Replayed {
 		t.Fatalf("another request = %+v, want %s alone", res, EIDEMMISMATCH)
 	}
 }

@@ -18,7 +18,7 @@ import (
 func fillBacklog(tb testing.TB, m *Main, n int) {
 	tb.Helper()
 	ctx := context.Background()
-	batch := make([]*floodgate.Donation, 0, 5000)
+	batch := make([]floodgate.Intake, 0, 5000)
 	for i := 0; i < n; i++ {
 		key := "backlog-" + strconv.Itoa(i)
 		h := sha256.Sum256([]byte(key))
@@ -26,7 +26,7 @@ func fillBacklog(tb testing.TB, m *Main, n int) {
 			Currency: "eur", Email: fmt.Sprintf("donor%d@example.org", i), Name: "Donor", PaymentMethod: "pm_card_visa",
 			Message: "Go on!", ClientAddr: "127.0.0.1"})
 		if len(batch) == cap(batch) || i == n-1 {
-			if _, err := m.Store.AcceptDonations(ctx, batch); err != nil {
+			if _, err := m.Store.Accept(ctx, batch); err != nil {
 				tb.Fatal(err)
 			}
 			batch = batch[:0]

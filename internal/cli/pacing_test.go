@@ -76,13 +76,13 @@ func fillLineThen(t testing.TB, c *client, n int, interval time.Duration, then f
 // returns their ids and tokens; charging resumes when the caller says.
 func backlog(t testing.TB, m *Main, c *client, n int) (ids []string, tokens map[string]string, resume func()) {
 	t.Helper()
-	if err := m.Dispatcher.Pause(context.Background(), true); err != nil {
+	if err := m.Control.Pause(context.Background(), true); err != nil {
 		t.Fatal(err)
 	}
 	ids, tokens = fillLine(t, c, n)
 	return ids, tokens, func() {
 		t.Helper()
-		if err := m.Dispatcher.Pause(context.Background(), false); err != nil {
+		if err := m.Control.Pause(context.Background(), false); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -30,6 +30,7 @@ import (
 	"github.com/floodgate/floodgate/internal/postgres"
 	"github.com/floodgate/floodgate/internal/sandbox"
 	"github.com/floodgate/floodgate/internal/sqlite"
+	"github.com/floodgate/floodgate/internal/startstop"
 	fgstripe "github.com/floodgate/floodgate/internal/stripe"
 	"github.com/floodgate/floodgate/internal/web"
 )
@@ -79,8 +80,10 @@ type Main struct {
 	Ingest     *ingest.Service
 	Guard      *ingest.Guard
 	Dispatcher *dispatch.Dispatcher
-	Sandbox    *sandbox.Server
-	Metrics    *metrics.Metrics
+	// Control is charging's switch and gauge: pause, breaker, readiness.
+	Control *dispatch.Control
+	Sandbox *sandbox.Server
+	Metrics *metrics.Metrics
 	// SandboxURL is the in-process sandbox's API base, when it runs.
 	SandboxURL string
 	// MetricsAddr is where /metrics is served; nil when it is not.
@@ -91,10 +94,14 @@ type Main struct {
 	sandboxSrv     *http.Server
 	metricsSrv     *http.Server
 	hub            *httpapi.Hub
-	cancel         context.CancelFunc
-	wg             sync.WaitGroup
-	closeOnce      sync.Once
-	closeErr       error
+	webhooks       *dispatch.Webhooks
+	// services are the long-running parts, started in order by Open and
+	// stopped in reverse by Close.
+	services  *startstop.Group
+	cancel    context.CancelFunc
+	wg        sync.WaitGroup
+	closeOnce sync.Once
+	closeErr  error
 }
 
 // Open starts every part in dependency order and begins serving. It
@@ -159,27 +166,22 @@ func (m *Main) Open(ctx context.Context) error {
 		return err
 	}
 	m.hub = httpapi.NewHub(store, httpapi.HubOptions{Interval: cfg.TotalsInterval, MaxSubscribers: cfg.SSEMaxSubscribers,
-		Metrics: m.Metrics, Logger: m.Logger})
-	m.Dispatcher = dispatch.New(store, provider, dispatch.Options{
-		Rate: cfg.ProviderRate, GlobalRate: cfg.ProviderGlobalRate, Workers: cfg.DispatchWorkers,
-		Queue: cfg.DispatchQueue, Claim: cfg.DispatchClaim, Lease: cfg.Lease, CallTimeout: cfg.ProviderTimeout,
-		ActionTimeout: cfg.ActionTimeout, ReleaseAllOnStart: single, SharedBudgets: !single, Clock: m.Clock, Logger: m.Logger,
-		Policy:    dispatch.PolicyFor(cfg.KeyRetention),
-		CardBlock: cfg.CardBlock, CardTestingArm: cfg.CardTestingArm,
-		Metrics: m.Metrics, Settled: func(*floodgate.PaymentOrder) { m.hub.Notify() },
-		// The card-testing defence learns every charge's outcome by client
-		// address, and screens gifts from suspect addresses before they are
-		// sent.
-		Outcome: m.Guard.Learn,
-		Screen:  func(o *floodgate.PaymentOrder) bool { return m.Guard.Screen(o.ClientAddr) },
-	})
+		Metrics: m.Metrics, Logger: m.Logger, Clock: m.Clock})
+	// The long-running parts start in this order and stop in reverse.
+	var services []startstop.Service
+	if m.Sandbox != nil {
+		services = append(services, m.Sandbox)
+	}
+	services = append(services, m.hub)
+	services = append(services, m.dispatchServices(store, provider, single)...)
+	m.services = startstop.NewGroup(services...)
 	m.Metrics.GaugeFunc("floodgate_ingest_queue_depth", "Donations waiting for a group commit.",
 		func() float64 { return float64(m.Ingest.QueueLen()) })
 	m.Metrics.GaugeFunc("floodgate_provider_breaker_state", "This node's circuit breaker on the provider: 0 closed, 1 probing, 2 open.",
-		m.Dispatcher.BreakerState)
-	m.Metrics.GaugeFunc("floodgate_charging_paused", "1 while an operator has paused charging (every node).", m.Dispatcher.Paused)
+		m.Control.BreakerState)
+	m.Metrics.GaugeFunc("floodgate_charging_paused", "1 while an operator has paused charging (every node).", m.Control.Paused)
 	m.Metrics.GaugeFunc("floodgate_provider_up", "1 while the payment provider answers, 0 while it is unreachable or refuses floodgate's credentials.",
-		m.Dispatcher.ProviderUp)
+		m.Control.ProviderUp)
 	m.Metrics.GaugeFunc("floodgate_backlog_waiting", "Donations accepted and waiting to be charged (all nodes).",
 		func() float64 { w, _ := m.Dispatcher.Backlog(); return float64(w) })
 	m.Metrics.GaugeFunc("floodgate_backlog_age_seconds", "Age of the oldest donation waiting to be charged.",
@@ -203,14 +205,14 @@ func (m *Main) Open(ctx context.Context) error {
 			if err := store.Ping(ctx); err != nil {
 				return "", fmt.Errorf("store: %w", err)
 			}
-			return m.Dispatcher.Ready(ctx)
+			return m.Control.Ready(ctx)
 		},
 		Pages:          web.New(web.Options{Payments: cfg.Payments}),
 		Sandbox:        sandboxHandler,
-		Control:        m.Dispatcher,
+		Control:        m.Control,
 		TrustedProxies: cfg.TrustedProxyPrefixes(),
 		Events:         fgstripe.Webhooks{Secrets: m.webhookSecrets},
-		Apply:          m.Dispatcher.Apply,
+		Apply:          m.webhooks.Apply,
 		// A webhook body is a few KB: it gets a few seconds, never more
 		// than any request.
 		WebhookReadTimeout: min(cfg.HTTPReadTimeout, 5*time.Second),
@@ -227,7 +229,9 @@ func (m *Main) Open(ctx context.Context) error {
 		ErrorLog:          slog.NewLogLogger(m.Logger.Handler(), slog.LevelDebug),
 		BaseContext:       func(net.Listener) context.Context { return ctx },
 	}
-	m.srv.RegisterOnShutdown(m.hub.Close)
+	// Live streams end as the server shuts down, or it would wait for
+	// them; browsers reconnect elsewhere.
+	m.srv.RegisterOnShutdown(m.hub.Stop)
 	conns := httpapi.NewConnLimiter(ln, httpapi.ConnLimits{
 		Max: cfg.MaxConns, PerClient: cfg.MaxConnsPerClient, RetryAfter: time.Second, Metrics: m.Metrics,
 		// Every donor comes through a trusted proxy, and a connection
@@ -241,12 +245,11 @@ func (m *Main) Open(ctx context.Context) error {
 	m.Metrics.GaugeFunc("floodgate_http_connections_idle", "Open HTTP connections between requests, or silent since they opened: the first to be closed when connections run short.",
 		func() float64 { _, idle := conns.Open(); return float64(idle) })
 
-	if err := m.Dispatcher.Start(ctx); err != nil {
+	if err := m.services.Start(ctx); err != nil {
 		_ = ln.Close()
 		return err
 	}
-	m.wg.Add(2)
-	go func() { defer m.wg.Done(); m.hub.Run(ctx) }()
+	m.wg.Add(1)
 	go func() {
 		defer m.wg.Done()
 		if err := m.srv.Serve(m.proxyProtocol(conns)); err != nil && !errors.Is(err, http.ErrServerClosed) {
@@ -265,6 +268,34 @@ func (m *Main) Open(ctx context.Context) error {
 		m.Logger.Info("in-process sandbox", "api", m.SandboxURL, "ledger", m.SandboxURL+"/_sandbox/ledger")
 	}
 	return nil
+}
+
+// dispatchServices builds the services that charge gifts, in the order
+// they start: each relies on those before it while it runs, and they stop
+// in reverse.
+func (m *Main) dispatchServices(store floodgate.Store, provider floodgate.Provider, single bool) []startstop.Service {
+	cfg, clock, log, met := m.Config, m.Clock, m.Logger, m.Metrics
+	policy := dispatch.PolicyFor(cfg.KeyRetention)
+	m.Control = dispatch.NewControl(store, dispatch.ControlOptions{Clock: clock, Logger: log})
+	link := dispatch.NewLink(store, provider, m.Control, dispatch.LinkOptions{Rate: cfg.ProviderRate, GlobalRate: cfg.ProviderGlobalRate,
+		SharedBudgets: !single, CallTimeout: cfg.ProviderTimeout, Clock: clock, Logger: log, Metrics: met})
+	settler := dispatch.NewSettler(store, dispatch.SettlerOptions{Policy: policy, Clock: clock, Logger: log, Metrics: met,
+		Settled: func(*floodgate.PaymentOrder) { m.hub.Notify() },
+		// The card-testing defence learns every charge's outcome by
+		// client address.
+		Outcome: m.Guard.Learn,
+	})
+	reconciler := dispatch.NewReconciler(link, dispatch.ReconcilerOptions{Policy: policy, Clock: clock, Logger: log, Metrics: met})
+	cards := dispatch.NewCardGuard(store, link, settler, dispatch.CardGuardOptions{Block: cfg.CardBlock, Arm: cfg.CardTestingArm,
+		// Gifts from suspect addresses are screened before they are sent.
+		Screen: func(o *floodgate.PaymentOrder) bool { return m.Guard.Screen(o.ClientAddr) },
+		Clock:  clock, Logger: log, Metrics: met})
+	m.webhooks = dispatch.NewWebhooks(store, settler, dispatch.WebhooksOptions{Clock: clock, Logger: log})
+	expirer := dispatch.NewExpirer(store, link, settler, dispatch.ExpirerOptions{ActionTimeout: cfg.ActionTimeout, Clock: clock, Logger: log})
+	m.Dispatcher = dispatch.New(store, dispatch.Parts{Link: link, Settler: settler, Reconciler: reconciler, Screen: cards},
+		dispatch.Options{Workers: cfg.DispatchWorkers, Queue: cfg.DispatchQueue, Claim: cfg.DispatchClaim, Lease: cfg.Lease,
+			ReleaseAllOnStart: single, Policy: policy, Clock: clock, Logger: log, Metrics: met})
+	return []startstop.Service{m.Control, link, reconciler, cards, m.webhooks, expirer, m.Dispatcher}
 }
 
 // serveMetrics serves /metrics on FLOODGATE_METRICS_ADDR, apart from the
@@ -371,8 +402,8 @@ func (m *Main) Close() error {
 		if m.Ingest != nil {
 			m.Ingest.Stop()
 		}
-		if m.Dispatcher != nil {
-			m.Dispatcher.Stop()
+		if m.services != nil {
+			m.services.Stop()
 		}
 		if m.cancel != nil {
 			m.cancel()

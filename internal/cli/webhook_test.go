@@ -1117,7 +1117,7 @@ func TestWebhookFailureOfAnEarlierCard(t *testing.T) {
 	id, token := c.donate(gift(3000, "pm_card_chargeDeclined"))
 	c.waitStatus(id, "failed", 60*time.Second)
 	g := whGift{id: id, token: token, amount: 3000, pi: whPaymentIntentOf(t, m, id)}
-	if err := m.Dispatcher.Pause(context.Background(), true); err != nil {
+	if err := m.Control.Pause(context.Background(), true); err != nil {
 		t.Fatal(err)
 	}
 	if r := c.do("POST", "/v1/donations/"+id+"/payment_method", `{"payment_method": "pm_card_visa"}`, "Authorization", "Bearer "+token); r.status != http.StatusAccepted {
@@ -1129,7 +1129,7 @@ func TestWebhookFailureOfAnEarlierCard(t *testing.T) {
 		t.Fatal("the first card's failure was applied to the gift waiting with the second")
 	}
 	whUnchanged(t, "the first card's failure", before, whSnapshot(t, c, g))
-	if err := m.Dispatcher.Pause(context.Background(), false); err != nil {
+	if err := m.Control.Pause(context.Background(), false); err != nil {
 		t.Fatal(err)
 	}
 	c.waitStatus(id, "succeeded", 60*time.Second)

@@ -65,13 +65,13 @@ func (b *breaker) allow(ctx context.Context, clock floodgate.Clock) (probe bool,
 		}
 		changed := b.changed
 		b.mu.Unlock()
-		t := time.NewTimer(wait)
+		t := clock.NewTimer(wait)
 		select {
 		case <-ctx.Done():
 			t.Stop()
 			return false, ctx.Err()
 		case <-changed:
-		case <-t.C:
+		case <-t.C():
 		}
 		t.Stop()
 	}

@@ -7,13 +7,17 @@ import (
 	"time"
 
 	"github.com/floodgate/floodgate"
+	"github.com/floodgate/floodgate/internal/clocktest"
 )
 
+// TestBreaker runs on a clock the test moves: a request the breaker holds
+// is seen waiting on it (WaitTimers), and goes only once the clock is
+// moved past the cool-down, however fast the machine.
 func TestBreaker(t *testing.T) {
 	b := newBreaker()
 	b.minCool, b.cool = 50*time.Millisecond, 50*time.Millisecond
 	ctx := context.Background()
-	clock := floodgate.SystemClock{}
+	clock := clocktest.New(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
 	down := &floodgate.ProviderError{Kind: floodgate.ProviderNetwork}
 
 	// Answers, even refusals, keep it closed; unanswered calls below the
@@ -37,27 +41,46 @@ func TestBreaker(t *testing.T) {
 	}
 
 	// While open, nothing goes until the cool-down; then one probe.
+	allow := func() <-chan bool {
+		ch := make(chan bool, 1)
+		go func() {
+			p, err := b.allow(ctx, clock)
+			if err != nil {
+				panic(err)
+			}
+			ch <- p
+		}()
+		return ch
+	}
+	waiting := func(ch <-chan bool, what string) {
+		t.Helper()
+		clock.WaitTimers(1)
+		select {
+		case <-ch:
+			t.Fatalf("%s: a request went", what)
+		default:
+		}
+	}
 	_, until := b.status()
-	probe, err := b.allow(ctx, clock)
-	if err != nil || !probe || clock.Now().Before(until) {
-		t.Fatalf("allow while open: probe %v err %v, %v before the cool-down ended", probe, err, until.Sub(clock.Now()))
+	first := allow()
+	waiting(first, "open, before the cool-down")
+	clock.Advance(until.Sub(clock.Now()))
+	if p := <-first; !p {
+		t.Fatal("the first request after the cool-down is not the probe")
 	}
-	second := make(chan bool, 1)
-	go func() {
-		p, _ := b.allow(ctx, clock)
-		second <- p
-	}()
-	select {
-	case <-second:
-		t.Fatal("a second request went while the probe was out")
-	case <-time.After(100 * time.Millisecond):
-	}
+	second := allow()
+	waiting(second, "the probe is out")
+	clock.Advance(100 * time.Millisecond) // its re-check: the probe is still out
+	waiting(second, "the probe is still out")
+
 	// The probe fails: open again, for twice as long.
 	failed := clock.Now()
 	b.record(down, true, failed)
 	if st, until := b.status(); st != breakerOpen || until.Sub(failed) != 100*time.Millisecond {
 		t.Fatalf("after a failed probe: state %d until %v after it failed, want 100ms", st, until.Sub(failed))
 	}
+	waiting(second, "open again")
+	clock.Advance(100 * time.Millisecond)
 	if p := <-second; !p {
 		t.Fatal("the waiting request was not the next probe")
 	}

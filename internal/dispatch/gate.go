@@ -68,7 +68,7 @@ func (g *sharedGate) take() bool {
 
 // Wait implements gate.
 func (g *sharedGate) Wait(ctx context.Context) error {
-	if err := g.lim.Wait(ctx); err != nil {
+	if err := wait(ctx, g.clock, g.lim); err != nil {
 		return err
 	}
 	for {
@@ -92,7 +92,7 @@ func (g *sharedGate) Wait(ctx context.Context) error {
 				return ctx.Err()
 			}
 			g.log.Warn("dispatch: taking from the shared budget failed", "budget", g.name, "err", err)
-			if !sleep(ctx, 100*time.Millisecond) {
+			if !floodgate.Sleep(ctx, g.clock, 100*time.Millisecond) {
 				return ctx.Err()
 			}
 			continue
@@ -100,9 +100,9 @@ func (g *sharedGate) Wait(ctx context.Context) error {
 		g.mu.Lock()
 		g.permits += grant.Granted
 		g.rate = grant.Rate
-		g.lim.SetLimit(rate.Limit(grant.Rate))
+		g.lim.SetLimitAt(g.clock.Now(), rate.Limit(grant.Rate))
 		g.mu.Unlock()
-		if grant.Granted == 0 && !sleep(ctx, max(10*time.Millisecond, time.Duration(float64(time.Second)/math.Max(grant.Rate, 0.1)))) {
+		if grant.Granted == 0 && !floodgate.Sleep(ctx, g.clock, max(10*time.Millisecond, time.Duration(float64(time.Second)/math.Max(grant.Rate, 0.1)))) {
 			return ctx.Err()
 		}
 	}
@@ -115,7 +115,7 @@ func (g *sharedGate) SlowDown(now time.Time) {
 	defer g.mu.Unlock()
 	g.cut = true
 	g.rate = math.Max(0.5, g.rate/2)
-	g.lim.SetLimit(rate.Limit(g.rate))
+	g.lim.SetLimitAt(now, rate.Limit(g.rate))
 }
 
 // Grow implements gate: growth happens in the shared budget itself.

@@ -11,14 +11,13 @@ import (
 
 // lineState is what place-in-line answers are computed from: the line's
 // head and length, read from the store four times a second, and the
-// current send rate. Answering a donor costs no store read, so a hundred
-// thousand polling browsers cost nothing extra whatever the line's length.
+// current send rate (the Link's). Answering a donor costs no store read,
+// so a hundred thousand polling browsers cost nothing extra whatever the
+// line's length.
 type lineState struct {
 	head    atomic.Int64
 	waiting atomic.Int64
-	oldest  atomic.Int64  // Unix nanoseconds
-	rate    atomic.Uint64 // float64 bits: PaymentIntent requests per second
-	sends   atomic.Int64  // answered PaymentIntent requests
+	oldest  atomic.Int64 // Unix nanoseconds
 
 	// The measured send rate: the answered requests of the last
 	// measureWindow seconds, one count a second; only the once-a-second
@@ -36,15 +35,14 @@ type lineState struct {
 	predictRate atomic.Uint64
 }
 
-func (l *lineState) sent() { l.sends.Add(1) }
-
-// measure updates and returns the measured send rate. While the line has
-// been busy for measureAfter, waits are predicted from it: it is what the
-// provider really takes, slower than allowed when calls are slow or
-// refused. An idle dispatcher's measured rate says nothing of how fast it
-// would go, so waits are then predicted from the allowed rate.
-func (l *lineState) measure(now time.Time, busy bool) float64 {
-	n := l.sends.Load()
+// measure updates and returns the measured send rate, sends being the
+// PaymentIntent requests answered so far. While the line has been busy
+// for measureAfter, waits are predicted from it: it is what the provider
+// really takes, slower than allowed when calls are slow or refused. An
+// idle dispatcher's measured rate says nothing of how fast it would go, so
+// waits are then predicted from the allowed rate.
+func (l *lineState) measure(now time.Time, busy bool, sends int64) float64 {
+	n := sends
 	if !l.lastAt.IsZero() {
 		if dt := now.Sub(l.lastAt).Seconds(); dt > 0 {
 			l.counts[l.next], l.spans[l.next] = float64(n-l.lastSends), dt
@@ -79,6 +77,18 @@ const (
 	measureAfter  = measureWindow * time.Second
 )
 
+// measureLine measures the send rate, once a second. Busy means charging
+// with work to do: paused, or waiting for the provider, nothing is sent,
+// and that says nothing of the rate.
+func (d *Dispatcher) measureLine(ctx context.Context) {
+	state, _ := d.Charging()
+	busy := (d.line.waiting.Load() > 0 || d.inFlight.Load() > 0) && state == floodgate.ChargingRunning
+	measured := d.line.measure(d.opts.Clock.Now(), busy, d.link.sends.Load())
+	if d.opts.Metrics != nil {
+		d.opts.Metrics.SendRate.Set(measured)
+	}
+}
+
 func (d *Dispatcher) refreshLine(ctx context.Context) {
 	b, err := d.store.Backlog(ctx)
 	if err != nil {
@@ -101,10 +111,10 @@ func (d *Dispatcher) refreshLine(ctx context.Context) {
 func (d *Dispatcher) Place(don *floodgate.Donation) (int64, time.Duration, bool) {
 	r := math.Float64frombits(d.line.predictRate.Load())
 	if r <= 0 {
-		r = math.Float64frombits(d.line.rate.Load())
+		r = d.link.Rate()
 	}
 	if r <= 0 {
-		r = d.opts.Rate
+		r = d.link.Configured()
 	}
 	// While the provider does not answer, nothing moves before the
 	// breaker's next probe.
@@ -126,8 +136,12 @@ func (d *Dispatcher) Place(don *floodgate.Donation) (int64, time.Duration, bool)
 	return ahead, eta, true
 }
 
-// ProviderUp is 1 while the provider answers, else 0 (a metric).
-func (d *Dispatcher) ProviderUp() float64 { return d.health.up(d.opts.Clock.Now()) }
+// Charging reports whether this node charges now and, while it waits for
+// the provider, when it probes next (Control's answer, for the API's
+// Line).
+func (d *Dispatcher) Charging() (floodgate.ChargingState, time.Time) {
+	return d.link.charging()
+}
 
 // Backlog returns the line's length and age, as last read.
 func (d *Dispatcher) Backlog() (waiting int64, age time.Duration) {

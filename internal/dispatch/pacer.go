@@ -2,10 +2,13 @@ package dispatch
 
 import (
 	"context"
+	"fmt"
 	"sync"
 	"time"
 
 	"golang.org/x/time/rate"
+
+	"github.com/floodgate/floodgate"
 )
 
 // pacer sends at most its current rate, which starts at the configured
@@ -22,15 +25,31 @@ type pacer struct {
 	lastGrow   time.Time
 	cooldown   time.Duration
 	lim        *rate.Limiter
+	clock      floodgate.Clock
 }
 
-func newPacer(r float64, now time.Time) *pacer {
+func newPacer(r float64, now time.Time, clock floodgate.Clock) *pacer {
 	return &pacer{configured: r, current: r, floor: min(r, 0.5), lastGrow: now, cooldown: 2 * time.Second,
-		lim: rate.NewLimiter(rate.Limit(r), 1)}
+		lim: rate.NewLimiter(rate.Limit(r), 1), clock: clock}
 }
 
 // Wait blocks until the next send is allowed.
-func (p *pacer) Wait(ctx context.Context) error { return p.lim.Wait(ctx) }
+func (p *pacer) Wait(ctx context.Context) error { return wait(ctx, p.clock, p.lim) }
+
+// wait takes one event from lim, sleeping on clock until it is due: the
+// limiter is only ever told the clock's time.
+func wait(ctx context.Context, clock floodgate.Clock, lim *rate.Limiter) error {
+	now := clock.Now()
+	r := lim.ReserveN(now, 1)
+	if !r.OK() {
+		return fmt.Errorf("dispatch: a rate of %v allows no request", lim.Limit())
+	}
+	if !floodgate.Sleep(ctx, clock, r.DelayFrom(now)) {
+		r.CancelAt(clock.Now())
+		return ctx.Err()
+	}
+	return nil
+}
 
 // Rate is the current rate.
 func (p *pacer) Rate() float64 {

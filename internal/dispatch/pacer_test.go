@@ -3,11 +3,13 @@ package dispatch
 import (
 	"testing"
 	"time"
+
+	"github.com/floodgate/floodgate/internal/clocktest"
 )
 
 func TestPacerAIMD(t *testing.T) {
 	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
-	p := newPacer(20, t0)
+	p := newPacer(20, t0, clocktest.New(t0))
 	p.SlowDown(t0)
 	if p.Rate() != 10 {
 		t.Fatalf("after a 429: %v, want 10", p.Rate())

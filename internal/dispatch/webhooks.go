@@ -2,36 +2,90 @@ package dispatch
 
 import (
 	"context"
+	"log/slog"
 	"time"
 
 	"github.com/floodgate/floodgate"
+	"github.com/floodgate/floodgate/internal/startstop"
 )
 
-// Apply records what a verified provider event says about a payment order. It
+// WebhooksOptions configure a Webhooks.
+type WebhooksOptions struct {
+	Clock  floodgate.Clock
+	Logger *slog.Logger
+}
+
+// EventStore is what Webhooks uses: the order an event is about and the
+// moves the event makes (Line).
+type EventStore interface {
+	floodgate.Line
+}
+
+// Webhooks applies verified provider events to payment orders. It takes
+// events only while it runs; Stop waits for those being applied.
+type Webhooks struct {
+	startstop.Base
+	store   EventStore
+	settler *Settler
+	clock   floodgate.Clock
+	log     *slog.Logger
+}
+
+var _ startstop.Service = (*Webhooks)(nil)
+
+// errNotApplying answers an event that came while the applier does not
+// run: the provider delivers it again.
+var errNotApplying = &floodgate.Error{Code: floodgate.EUNAVAILABLE, Message: "Provider events are not applied right now; deliver it again.",
+	RetryAfter: time.Second}
+
+// NewWebhooks returns a Webhooks recording through settler.
+func NewWebhooks(store EventStore, settler *Settler, opts WebhooksOptions) *Webhooks {
+	if opts.Clock == nil {
+		opts.Clock = floodgate.SystemClock{}
+	}
+	return &Webhooks{store: store, settler: settler, clock: opts.Clock, log: logger(opts.Logger)}
+}
+
+// Start lets events be applied.
+func (w *Webhooks) Start(ctx context.Context) error {
+	if _, ok := w.StartInit(ctx); !ok {
+		return nil
+	}
+	return w.StartDone(nil)
+}
+
+// Apply records what a verified provider event says about an order. It
 // moves state only forward (the store refuses any other move), so a
 // replayed or late event is harmless: a late payment_failed never
 // overwrites succeeded. An event for a payment floodgate does not know is
 // ignored (applied false, no error); an error means the provider should
 // deliver the event again.
-func (d *Dispatcher) Apply(ctx context.Context, ev *floodgate.ProviderEvent) (applied bool, err error) {
-	don, err := d.eventOrder(ctx, ev)
+func (w *Webhooks) Apply(ctx context.Context, ev *floodgate.ProviderEvent) (applied bool, err error) {
+	if !w.Within(ctx, func(ctx context.Context) { applied, err = w.apply(ctx, ev) }) {
+		return false, errNotApplying
+	}
+	return applied, err
+}
+
+func (w *Webhooks) apply(ctx context.Context, ev *floodgate.ProviderEvent) (applied bool, err error) {
+	don, err := w.eventOrder(ctx, ev)
 	if don == nil || err != nil {
 		return false, err
 	}
 	if don.PaymentIntentID != "" && ev.PaymentIntentID != "" && don.PaymentIntentID != ev.PaymentIntentID {
-		d.log.Error("dispatch: incident: an event names this order but another PaymentIntent",
+		w.log.Error("dispatch: incident: an event names this order but another PaymentIntent",
 			"order", don.ID, "payment_intent", ev.PaymentIntentID, "recorded", don.PaymentIntentID, "event", ev.ID)
 		return false, nil
 	}
 	switch ev.Type {
 	case "payment_intent.succeeded", "payment_intent.payment_failed", "payment_intent.canceled", "payment_intent.requires_action":
-		return d.applyPayment(ctx, don, ev)
+		return w.applyPayment(ctx, don, ev)
 	case "charge.refunded":
-		return d.applyReversal(ctx, don, ev, floodgate.ReversalRefund)
+		return w.applyReversal(ctx, don, ev, floodgate.ReversalRefund)
 	case "charge.dispute.created":
-		return d.applyReversal(ctx, don, ev, floodgate.ReversalDispute)
+		return w.applyReversal(ctx, don, ev, floodgate.ReversalDispute)
 	}
-	d.log.Info("dispatch: event not acted on", "type", ev.Type, "event", ev.ID, "order", don.ID)
+	w.log.Info("dispatch: event not acted on", "type", ev.Type, "event", ev.ID, "order", don.ID)
 	return false, nil
 }
 
@@ -40,17 +94,17 @@ func (d *Dispatcher) Apply(ctx context.Context, ev *floodgate.ProviderEvent) (ap
 // kinds names only that), or else by its PaymentIntent (a charge's
 // metadata need not carry the PaymentIntent's). None (nil, nil) for a
 // payment floodgate does not know.
-func (d *Dispatcher) eventOrder(ctx context.Context, ev *floodgate.ProviderEvent) (*floodgate.PaymentOrder, error) {
+func (w *Webhooks) eventOrder(ctx context.Context, ev *floodgate.ProviderEvent) (*floodgate.PaymentOrder, error) {
 	var don *floodgate.PaymentOrder
 	var err error
 	ref := floodgate.RefOf(ev.Metadata)
 	switch {
 	case floodgate.ValidID(floodgate.OrderIDPrefix, ref.Order):
-		don, err = d.store.Order(ctx, ref.Order)
+		don, err = w.store.Order(ctx, ref.Order)
 	case ref.Kind == floodgate.KindDonation && floodgate.ValidID(floodgate.DonationIDPrefix, ref.PaysFor):
-		don, err = d.store.OrderOf(ctx, floodgate.KindDonation, ref.PaysFor)
+		don, err = w.store.OrderOf(ctx, floodgate.KindDonation, ref.PaysFor)
 	case ev.PaymentIntentID != "":
-		don, err = d.store.OrderByPaymentIntent(ctx, ev.PaymentIntentID)
+		don, err = w.store.OrderByPaymentIntent(ctx, ev.PaymentIntentID)
 	default:
 		return nil, nil
 	}
@@ -60,7 +114,7 @@ func (d *Dispatcher) eventOrder(ctx context.Context, ev *floodgate.ProviderEvent
 	return don, err
 }
 
-func (d *Dispatcher) applyPayment(ctx context.Context, don *floodgate.PaymentOrder, ev *floodgate.ProviderEvent) (bool, error) {
+func (w *Webhooks) applyPayment(ctx context.Context, don *floodgate.PaymentOrder, ev *floodgate.ProviderEvent) (bool, error) {
 	if ev.Payment == nil {
 		return false, nil
 	}
@@ -71,10 +125,10 @@ func (d *Dispatcher) applyPayment(ctx context.Context, don *floodgate.PaymentOrd
 	// between this read and the settlement). Success is always recorded:
 	// money that moved counts.
 	if ev.Type != "payment_intent.succeeded" && (don.KeySince == nil || ev.Created.Before(don.KeySince.Add(-time.Second))) {
-		d.log.Info("dispatch: stale event ignored", "type", ev.Type, "event", ev.ID, "order", don.ID)
+		w.log.Info("dispatch: stale event ignored", "type", ev.Type, "event", ev.ID, "order", don.ID)
 		return false, nil
 	}
-	s, ok := settlementFor(don, ev.Payment, d.opts.Clock.Now())
+	s, ok := settlementFor(don, ev.Payment, w.clock.Now())
 	if !ok {
 		return false, nil
 	}
@@ -82,35 +136,27 @@ func (d *Dispatcher) applyPayment(ctx context.Context, don *floodgate.PaymentOrd
 	if s.Status == floodgate.StatusCanceled {
 		s.Note = "canceled at the provider (webhook)"
 	}
-	got, err := d.store.Settle(ctx, s)
-	applied, err := d.applied(got, string(s.Status), err)
-	if applied && d.opts.Outcome != nil {
-		d.opts.Outcome(got)
-	}
-	return applied, err
+	got, err := w.store.Settle(ctx, s)
+	return w.applied(got, string(s.Status), true, err)
 }
 
 // applyReversal takes a refund or dispute off raised. The event carries
 // the cumulative amount, so a replayed or late one changes nothing.
-func (d *Dispatcher) applyReversal(ctx context.Context, don *floodgate.PaymentOrder, ev *floodgate.ProviderEvent, kind floodgate.Reversal) (bool, error) {
+func (w *Webhooks) applyReversal(ctx context.Context, don *floodgate.PaymentOrder, ev *floodgate.ProviderEvent, kind floodgate.Reversal) (bool, error) {
 	if ev.Amount <= 0 {
 		return false, nil
 	}
-	got, err := d.store.Reverse(ctx, don.ID, kind, ev.Amount, d.opts.Clock.Now())
-	return d.applied(got, string(kind), err)
+	got, err := w.store.Reverse(ctx, don.ID, kind, ev.Amount, w.clock.Now())
+	return w.applied(got, string(kind), false, err)
 }
 
 // applied turns a store answer into Apply's: ESTATE means the change was
-// already there (or further on).
-func (d *Dispatcher) applied(got *floodgate.PaymentOrder, what string, err error) (bool, error) {
+// already there (or further on). A change taken is recorded (charge: a
+// charge's outcome, which the card-testing defence learns).
+func (w *Webhooks) applied(got *floodgate.PaymentOrder, what string, charge bool, err error) (bool, error) {
 	switch floodgate.ErrorCode(err) {
 	case "":
-		if d.opts.Metrics != nil {
-			d.opts.Metrics.Settled.WithLabelValues(what).Inc()
-		}
-		if d.opts.Settled != nil {
-			d.opts.Settled(got)
-		}
+		w.settler.recorded(got, what, charge)
 		return true, nil
 	case floodgate.ESTATE:
 		return false, nil

@@ -35,7 +35,7 @@ func (s *Server) donate(w http.ResponseWriter, r *http.Request) error {
 		}
 		return err
 	}
-	d := acc.Donation
+	d := acc.Item
 	if s.Metrics != nil {
 		if acc.Replayed {
 			s.Metrics.Replayed.Inc()
@@ -51,7 +51,7 @@ func (s *Server) donate(w http.ResponseWriter, r *http.Request) error {
 	}
 	h.Set("Content-Type", "application/json")
 	w.WriteHeader(http.StatusAccepted)
-	_, _ = w.Write(appendAccepted(make([]byte, 0, 320), d, acc.DonorToken))
+	_, _ = w.Write(appendAccepted(make([]byte, 0, 320), d, acc.Token))
 	return nil
 }
 

@@ -12,6 +12,7 @@ import (
 
 	"github.com/floodgate/floodgate"
 	"github.com/floodgate/floodgate/internal/metrics"
+	"github.com/floodgate/floodgate/internal/startstop"
 )
 
 // HubOptions bound a Hub.
@@ -23,6 +24,8 @@ type HubOptions struct {
 	MaxSubscribers int
 	Metrics        *metrics.Metrics
 	Logger         *slog.Logger
+	// Clock times the interval (nil: the system clock).
+	Clock floodgate.Clock
 }
 
 // Totals is what the hub reads: a campaign's totals (floodgate.Campaigns
@@ -34,8 +37,10 @@ type Totals interface {
 // Hub fans live totals out to SSE subscribers. It reads each watched
 // campaign's totals from the store once per interval, whatever the number
 // of subscribers, so totals changed by any node reach every node's
-// subscribers, and a burst of settlements becomes one event.
+// subscribers, and a burst of settlements becomes one event. It reads
+// between Start and Stop; the streams end when it stops.
 type Hub struct {
+	startstop.Base
 	store Totals
 	opts  HubOptions
 	log   *slog.Logger
@@ -45,10 +50,9 @@ type Hub struct {
 	last  map[string][]byte // the latest event payload per campaign
 	count atomic.Int64
 	poke  chan struct{}
-
-	closeOnce sync.Once
-	closed    chan struct{}
 }
+
+var _ startstop.Service = (*Hub)(nil)
 
 // subscriber receives the latest totals payload; older ones it did not
 // read yet are replaced, so a slow reader never holds the hub.
@@ -57,7 +61,7 @@ type subscriber struct {
 	ch       chan []byte
 }
 
-// NewHub returns a Hub; Run drives it.
+// NewHub returns a Hub; nothing runs until Start.
 func NewHub(store Totals, opts HubOptions) *Hub {
 	if opts.Interval <= 0 {
 		opts.Interval = 250 * time.Millisecond
@@ -65,14 +69,25 @@ func NewHub(store Totals, opts HubOptions) *Hub {
 	if opts.MaxSubscribers <= 0 {
 		opts.MaxSubscribers = 10000
 	}
+	if opts.Clock == nil {
+		opts.Clock = floodgate.SystemClock{}
+	}
 	return &Hub{store: store, opts: opts, log: logger(opts.Logger),
-		subs: map[string]map[*subscriber]struct{}{}, last: map[string][]byte{}, poke: make(chan struct{}, 1),
-		closed: make(chan struct{})}
+		subs: map[string]map[*subscriber]struct{}{}, last: map[string][]byte{}, poke: make(chan struct{}, 1)}
 }
 
-// Close ends every open stream (the server is shutting down; browsers
-// reconnect elsewhere). It is safe to call twice.
-func (h *Hub) Close() { h.closeOnce.Do(func() { close(h.closed) }) }
+// Start reads and pushes totals until Stop.
+func (h *Hub) Start(ctx context.Context) error {
+	if _, ok := h.StartInit(ctx); !ok {
+		return nil
+	}
+	h.Go(h.run)
+	return h.StartDone(nil)
+}
+
+// Stop ends the reads and every open stream (the server is shutting down;
+// browsers reconnect elsewhere). It is safe to call twice.
+func (h *Hub) Stop() { h.Base.Stop() }
 
 // Subscribers is the number of open streams.
 func (h *Hub) Subscribers() int64 { return h.count.Load() }
@@ -122,23 +137,25 @@ func (h *Hub) unsubscribe(s *subscriber) {
 	}
 }
 
-// Run reads and pushes totals until ctx ends: on every interval, and on a
+// run reads and pushes totals until ctx ends: on every interval, and on a
 // poke when the last read is at least an interval old.
-func (h *Hub) Run(ctx context.Context) {
-	t := time.NewTicker(h.opts.Interval)
+func (h *Hub) run(ctx context.Context) {
+	clock := h.opts.Clock
+	t := clock.NewTimer(h.opts.Interval)
 	defer t.Stop()
 	var last time.Time
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case <-t.C:
+		case <-t.C():
+			t.Reset(h.opts.Interval)
 		case <-h.poke:
-			if time.Since(last) < h.opts.Interval {
+			if clock.Now().Sub(last) < h.opts.Interval {
 				continue
 			}
 		}
-		last = time.Now()
+		last = clock.Now()
 		h.tick(ctx)
 	}
 }
@@ -233,18 +250,19 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) error {
 	if !write(sseEvent("retry: 3000\n", first)) {
 		return nil
 	}
-	heartbeat := time.NewTicker(s.SSEHeartbeat)
+	heartbeat := s.Clock.NewTimer(s.SSEHeartbeat)
 	defer heartbeat.Stop()
-	end := time.NewTimer(streamLifetime)
+	end := s.Clock.NewTimer(streamLifetime)
 	defer end.Stop()
+	hubStopped := s.Hub.Stopped()
 	last := first
 	for {
 		select {
 		case <-r.Context().Done():
 			return nil
-		case <-end.C:
+		case <-end.C():
 			return nil
-		case <-s.Hub.closed:
+		case <-hubStopped:
 			return nil
 		case p := <-sub.ch:
 			if string(p) == string(last) {
@@ -255,7 +273,8 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) error {
 				s.dropped(r, errors.New("write failed"))
 				return nil
 			}
-		case <-heartbeat.C:
+		case <-heartbeat.C():
+			heartbeat.Reset(s.SSEHeartbeat)
 			if !write([]byte(": heartbeat\n\n")) {
 				s.dropped(r, errors.New("heartbeat failed"))
 				return nil

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/floodgate/floodgate"
+	"github.com/floodgate/floodgate/internal/startstop"
 )
 
 // CommitFunc makes a batch durable and returns one result per item, in
@@ -31,12 +32,16 @@ type BatcherOptions struct {
 	// RetryAfter is what a shed request is told.
 	RetryAfter time.Duration
 	// CommitTimeout bounds one commit; a stuck disk fails the batch (503)
-	// rather than holding every donor forever.
+	// rather than holding every donor forever. It is a deadline on the
+	// store's own work, on the wall clock.
 	CommitTimeout time.Duration
 	Observer      BatchObserver
+	// Clock times MaxWait (nil: the system clock).
+	Clock floodgate.Clock
 }
 
-// ErrStopped is returned by Submit after Stop.
+// ErrStopped is returned by Submit while the batcher does not run
+// (before Start, after Stop).
 var ErrStopped = &floodgate.Error{Code: floodgate.EUNAVAILABLE, Message: "The server is shutting down; try again.", RetryAfter: time.Second}
 
 type request[T, R any] struct {
@@ -55,19 +60,21 @@ type outcome[R any] struct {
 // fsync. A batch closes at MaxBatch items or MaxWait after its first item,
 // whichever comes first; while one batch commits, the next fills. Past
 // Queue waiting items, Submit sheds with 503 overloaded at once instead of
-// letting memory and latency grow.
+// letting memory and latency grow. It takes items between Start and Stop.
 type Batcher[T, R any] struct {
+	startstop.Base
 	opts   BatcherOptions
 	commit CommitFunc[T, R]
-	in     chan *request[T, R]
 
-	mu      sync.RWMutex // guards stopped against sends on a closed in
-	stopped bool
-	done    chan struct{}
-	pool    sync.Pool
+	mu   sync.RWMutex // guards in and open against sends on a closed in
+	in   chan *request[T, R]
+	open bool // taking items: started, and Stop has not come
+	pool sync.Pool
 }
 
-// NewBatcher returns a started Batcher. Call Stop to drain it.
+var _ startstop.Service = (*Batcher[int, int])(nil)
+
+// NewBatcher returns a Batcher; Start runs it, Stop drains it.
 func NewBatcher[T, R any](opts BatcherOptions, commit CommitFunc[T, R]) *Batcher[T, R] {
 	if opts.MaxBatch <= 0 {
 		opts.MaxBatch = 1
@@ -81,19 +88,34 @@ func NewBatcher[T, R any](opts BatcherOptions, commit CommitFunc[T, R]) *Batcher
 	if opts.CommitTimeout <= 0 {
 		opts.CommitTimeout = 30 * time.Second
 	}
-	b := &Batcher[T, R]{
-		opts:   opts,
-		commit: commit,
-		in:     make(chan *request[T, R], opts.Queue),
-		done:   make(chan struct{}),
+	if opts.Clock == nil {
+		opts.Clock = floodgate.SystemClock{}
 	}
+	b := &Batcher[T, R]{opts: opts, commit: commit}
 	b.pool.New = func() any { return &request[T, R]{done: make(chan outcome[R], 1)} }
-	go b.loop()
 	return b
 }
 
+// Start takes items from now on, until Stop (or until ctx ends, which
+// stops it the same way).
+func (b *Batcher[T, R]) Start(ctx context.Context) error {
+	if _, ok := b.StartInit(ctx); !ok {
+		return nil
+	}
+	in := make(chan *request[T, R], b.opts.Queue)
+	b.mu.Lock()
+	b.in, b.open = in, true
+	b.mu.Unlock()
+	b.Go(func(ctx context.Context) { b.loop(ctx, in) })
+	return b.StartDone(nil)
+}
+
 // Len is the number of items waiting for a commit.
-func (b *Batcher[T, R]) Len() int { return len(b.in) }
+func (b *Batcher[T, R]) Len() int {
+	b.mu.RLock()
+	defer b.mu.RUnlock()
+	return len(b.in)
+}
 
 // Submit queues item and waits until the batch holding it has committed.
 // It returns the item's result, the batch's error, EOVERLOADED when the
@@ -102,10 +124,10 @@ func (b *Batcher[T, R]) Len() int { return len(b.in) }
 func (b *Batcher[T, R]) Submit(ctx context.Context, item T) (R, error) {
 	var zero R
 	r := b.pool.Get().(*request[T, R])
-	r.item, r.enqueued = item, time.Now()
+	r.item, r.enqueued = item, b.opts.Clock.Now()
 
 	b.mu.RLock()
-	if b.stopped {
+	if !b.open {
 		b.mu.RUnlock()
 		return zero, ErrStopped
 	}
@@ -134,25 +156,40 @@ func (b *Batcher[T, R]) Submit(ctx context.Context, item T) (R, error) {
 // Stop refuses new items, commits everything already queued, and returns
 // when the last batch is done. It is safe to call twice.
 func (b *Batcher[T, R]) Stop() {
-	b.mu.Lock()
-	if !b.stopped {
-		b.stopped = true
-		close(b.in)
-	}
-	b.mu.Unlock()
-	<-b.done
+	b.shut() // at once, even while a commit holds the loop
+	b.Base.Stop()
 }
 
-func (b *Batcher[T, R]) loop() {
-	defer close(b.done)
+// shut refuses new items: in is closed, and what it holds is still read.
+func (b *Batcher[T, R]) shut() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.open {
+		b.open = false
+		close(b.in)
+	}
+}
+
+// loop commits batches until the run ends, then shuts the batcher and
+// commits what was queued before it returns.
+func (b *Batcher[T, R]) loop(ctx context.Context, in chan *request[T, R]) {
+	stop := ctx.Done()
 	batch := make([]*request[T, R], 0, b.opts.MaxBatch)
 	items := make([]T, 0, b.opts.MaxBatch)
-	timer := time.NewTimer(time.Hour)
+	timer := b.opts.Clock.NewTimer(time.Hour)
 	timer.Stop()
 	for {
-		first, ok := <-b.in
-		if !ok {
-			return
+		var first *request[T, R]
+		select {
+		case r, ok := <-in:
+			if !ok {
+				return
+			}
+			first = r
+		case <-stop:
+			b.shut()
+			stop = nil
+			continue
 		}
 		batch = append(batch[:0], first)
 		open := true
@@ -161,7 +198,7 @@ func (b *Batcher[T, R]) loop() {
 	drain:
 		for len(batch) < b.opts.MaxBatch {
 			select {
-			case r, ok := <-b.in:
+			case r, ok := <-in:
 				if !ok {
 					open = false
 					break drain
@@ -171,26 +208,27 @@ func (b *Batcher[T, R]) loop() {
 				break drain
 			}
 		}
-		if wait := b.opts.MaxWait - time.Since(first.enqueued); open && len(batch) < b.opts.MaxBatch && wait > 0 {
+		// The wait never exceeds MaxWait, even if the clock went back.
+		wait := min(b.opts.MaxWait, b.opts.MaxWait-b.opts.Clock.Now().Sub(first.enqueued))
+		if open && len(batch) < b.opts.MaxBatch && wait > 0 {
 			timer.Reset(wait)
 		fill:
 			for len(batch) < b.opts.MaxBatch {
 				select {
-				case r, ok := <-b.in:
+				case r, ok := <-in:
 					if !ok {
 						break fill
 					}
 					batch = append(batch, r)
-				case <-timer.C:
+				case <-timer.C():
 					break fill
+				case <-stop:
+					// What is queued still joins this batch.
+					b.shut()
+					stop = nil
 				}
 			}
-			if !timer.Stop() {
-				select {
-				case <-timer.C:
-				default:
-				}
-			}
+			timer.Stop()
 		}
 		items = items[:0]
 		for _, r := range batch {

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/floodgate/floodgate"
+	"github.com/floodgate/floodgate/internal/clocktest"
 )
 
 // echo commits by returning each item doubled and records batch sizes.
@@ -46,7 +47,7 @@ func (e *echo) commit(ctx context.Context, items []int) ([]int, error) {
 func TestBatcherGroupsAndAnswersEach(t *testing.T) {
 	e := &echo{gate: make(chan struct{})}
 	const maxBatch, n = 16, 500
-	b := NewBatcher(BatcherOptions{MaxBatch: maxBatch, MaxWait: 5 * time.Millisecond, Queue: 1024}, e.commit)
+	b := startBatcher(t, BatcherOptions{MaxBatch: maxBatch, MaxWait: 5 * time.Millisecond, Queue: 1024}, e.commit)
 	defer b.Stop()
 	var wg sync.WaitGroup
 	errs := make(chan error, n)
@@ -93,14 +94,50 @@ func TestBatcherGroupsAndAnswersEach(t *testing.T) {
 	}
 }
 
-// TestBatcherClosesOnTime: a lone item is committed after MaxWait even
-// though the batch is not full.
+// TestBatcherClosesOnTime: a lone item is committed once MaxWait has
+// passed on the batcher's clock, not before, though the batch is not full.
 func TestBatcherClosesOnTime(t *testing.T) {
 	e := &echo{}
-	b := NewBatcher(BatcherOptions{MaxBatch: 1000, MaxWait: time.Millisecond, Queue: 1000}, e.commit)
-	defer b.Stop()
-	if got, err := b.Submit(context.Background(), 21); err != nil || got != 42 {
-		t.Fatalf("Submit = %d, %v", got, err)
+	clock := clocktest.New(time.Now())
+	b := startBatcher(t, BatcherOptions{MaxBatch: 1000, MaxWait: time.Second, Queue: 1000, Clock: clock}, e.commit)
+	type answer struct {
+		got int
+		err error
+	}
+	done := make(chan answer, 1)
+	go func() {
+		got, err := b.Submit(context.Background(), 21)
+		done <- answer{got, err}
+	}()
+	clock.WaitTimers(1) // the batch waits for more items
+	if e.entered.Load() != 0 {
+		t.Fatal("committed before MaxWait")
+	}
+	clock.Advance(time.Second)
+	if a := <-done; a.err != nil || a.got != 42 {
+		t.Fatalf("Submit = %d, %v", a.got, a.err)
+	}
+}
+
+// TestBatcherStartStop: a batcher takes items only while it runs, and runs
+// again after a Stop.
+func TestBatcherStartStop(t *testing.T) {
+	e := &echo{}
+	b := NewBatcher(BatcherOptions{MaxBatch: 4, MaxWait: time.Microsecond, Queue: 4}, e.commit)
+	if _, err := b.Submit(context.Background(), 1); !errors.Is(err, ErrStopped) {
+		t.Fatalf("Submit before Start = %v", err)
+	}
+	for run := range 2 {
+		if err := b.Start(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		if got, err := b.Submit(context.Background(), run); err != nil || got != 2*run {
+			t.Fatalf("run %d: Submit = %d, %v", run, got, err)
+		}
+		b.Stop()
+		if _, err := b.Submit(context.Background(), 1); !errors.Is(err, ErrStopped) {
+			t.Fatalf("run %d: Submit after Stop = %v", run, err)
+		}
 	}
 }
 
@@ -108,7 +145,7 @@ func TestBatcherClosesOnTime(t *testing.T) {
 // request of its batch with 503 unavailable, never with a result.
 func TestBatcherFailedCommitFailsEveryItem(t *testing.T) {
 	e := &echo{fail: errors.New("disk full"), gate: make(chan struct{})}
-	b := NewBatcher(BatcherOptions{MaxBatch: 8, MaxWait: time.Hour, Queue: 64}, e.commit)
+	b := startBatcher(t, BatcherOptions{MaxBatch: 8, MaxWait: time.Hour, Queue: 64}, e.commit)
 	defer b.Stop()
 	var wg sync.WaitGroup
 	var unavailable atomic.Int32
@@ -134,7 +171,7 @@ func TestBatcherFailedCommitFailsEveryItem(t *testing.T) {
 // the next Submit is answered overloaded at once, with a Retry-After.
 func TestBatcherShedsPastItsQueue(t *testing.T) {
 	e := &echo{gate: make(chan struct{})}
-	b := NewBatcher(BatcherOptions{MaxBatch: 2, MaxWait: time.Microsecond, Queue: 4}, e.commit)
+	b := startBatcher(t, BatcherOptions{MaxBatch: 2, MaxWait: time.Microsecond, Queue: 4}, e.commit)
 	var wg sync.WaitGroup
 	results := make(chan error, 16)
 	// The first item's batch blocks in commit; then 4 more fill the queue.
@@ -172,7 +209,7 @@ func TestBatcherShedsPastItsQueue(t *testing.T) {
 // a second Stop is harmless.
 func TestBatcherStopDrains(t *testing.T) {
 	e := &echo{gate: make(chan struct{})}
-	b := NewBatcher(BatcherOptions{MaxBatch: 4, MaxWait: time.Microsecond, Queue: 64}, e.commit)
+	b := startBatcher(t, BatcherOptions{MaxBatch: 4, MaxWait: time.Microsecond, Queue: 64}, e.commit)
 	var wg sync.WaitGroup
 	var ok atomic.Int32
 	for i := range 20 {
@@ -196,7 +233,7 @@ func TestBatcherStopDrains(t *testing.T) {
 	waitFor(t, func() bool {
 		b.mu.RLock()
 		defer b.mu.RUnlock()
-		return b.stopped
+		return !b.open
 	})
 	close(e.gate)
 	<-stopped
@@ -208,6 +245,17 @@ func TestBatcherStopDrains(t *testing.T) {
 		t.Fatalf("Submit after Stop = %v", err)
 	}
 	b.Stop()
+}
+
+// startBatcher returns a started Batcher, stopped when the test ends.
+func startBatcher(tb testing.TB, opts BatcherOptions, commit CommitFunc[int, int]) *Batcher[int, int] {
+	tb.Helper()
+	b := NewBatcher(opts, commit)
+	if err := b.Start(context.Background()); err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(b.Stop)
+	return b
 }
 
 func waitFor(tb testing.TB, cond func() bool) {
@@ -225,7 +273,7 @@ func waitFor(tb testing.TB, cond func() bool) {
 // and a commit that does nothing: what grouping adds to every request.
 func BenchmarkBatcher(b *testing.B) {
 	e := func(ctx context.Context, items []int) ([]int, error) { return items, nil }
-	bt := NewBatcher(BatcherOptions{MaxBatch: 256, MaxWait: 200 * time.Microsecond, Queue: 4096}, e)
+	bt := startBatcher(b, BatcherOptions{MaxBatch: 256, MaxWait: 200 * time.Microsecond, Queue: 4096}, e)
 	defer bt.Stop()
 	b.SetParallelism(128)
 	b.RunParallel(func(pb *testing.PB) {

@@ -2,6 +2,7 @@ package ingest
 
 import (
 	"bytes"
+	"context"
 	"crypto/sha256"
 	"encoding/json"
 	"errors"
@@ -141,6 +142,36 @@ func CheckOpen(c *floodgate.Campaign, now time.Time) error {
 		return floodgate.Errorf(floodgate.ECAMPAIGNCLOSED, "Campaign %q is not open yet; it opens at %s.", c.ID, c.OpensAt.Format(time.RFC3339))
 	}
 	return nil
+}
+
+// donationKind is the donation's part of the accept path: a donation is
+// held by its campaign, built from a DonationRequest, taken while the
+// campaign is open, and limited by its donor's email.
+func donationKind(s *Service) *kind[*floodgate.Campaign, *floodgate.Donation] {
+	return &kind[*floodgate.Campaign, *floodgate.Donation]{
+		s:       s,
+		holders: s.campaigns,
+		build:   buildDonation,
+		closed:  CheckOpen,
+		email:   func(d *floodgate.Donation) string { return d.Email },
+		byKey: func(ctx context.Context, k floodgate.IntakeKey) (*floodgate.Donation, error) {
+			return s.store.DonationByKey(ctx, k.Scope, k.Key)
+		},
+	}
+}
+
+// buildDonation decodes and validates a donation's body for campaign c.
+func buildDonation(c *floodgate.Campaign, body []byte, key, clientAddr string) (*floodgate.Donation, error) {
+	req, err := DecodeDonation(body)
+	if err != nil {
+		return nil, err
+	}
+	d, err := req.Validate(c)
+	if err != nil {
+		return nil, err
+	}
+	d.IdempotencyKey, d.ClientAddr = key, clientAddr
+	return d, nil
 }
 
 // Validate checks the request's fields against its campaign and returns

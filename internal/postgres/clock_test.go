@@ -31,7 +31,7 @@ func TestLeasesOnTheDatabaseClock(t *testing.T) {
 	}
 	behind, ahead := open(-time.Hour), open(time.Hour)
 	createCampaign(t, behind, "c")
-	if _, err := behind.AcceptDonations(ctx, []*floodgate.Donation{newDonation("c", "a", 100), newDonation("c", "b", 200)}); err != nil {
+	if _, err := behind.Accept(ctx, []floodgate.Intake{newDonation("c", "a", 100), newDonation("c", "b", 200)}); err != nil {
 		t.Fatal(err)
 	}
 	var dbNow time.Time
@@ -58,7 +58,7 @@ func TestLeasesOnTheDatabaseClock(t *testing.T) {
 	// A lease that ends before it begins has run out on any clock: the
 	// other node takes the order over, and the first holder's result is
 	// refused.
-	if _, err := behind.AcceptDonations(ctx, []*floodgate.Donation{newDonation("c", "c", 300)}); err != nil {
+	if _, err := behind.Accept(ctx, []floodgate.Intake{newDonation("c", "c", 300)}); err != nil {
 		t.Fatal(err)
 	}
 	lapsed, err := behind.ClaimOrders(ctx, "behind", 1, -time.Second)

@@ -25,7 +25,7 @@ type Options struct {
 	// URL is a PostgreSQL connection URL or keyword/value string, as pgx
 	// parses it. A synchronous_commit given in it is kept; otherwise every
 	// session runs with synchronous_commit=on, so that a commit is durable
-	// before AcceptDonations returns.
+	// before Accept returns.
 	URL string
 	// MaxConns bounds the connection pool; pgxpool's default when 0.
 	MaxConns int
@@ -430,28 +430,25 @@ func declarationText(d *floodgate.Declaration) *string {
 	return &s
 }
 
-// idemKey is an idempotency key in its campaign.
-type idemKey struct{ campaign, key string }
-
-// AcceptDonations implements floodgate.Store: one transaction per batch,
-// whose commit (synchronous_commit=on) is the batch's one durable write.
-//
-// The batch is inserted by one multi-row statement that skips keys already
-// stored. A key inserted by a concurrent transaction makes the statement
-// wait for it on the unique index; once that commits, the key is skipped,
-// and the look-up that follows (a new statement, so a new READ COMMITTED
-// snapshot) sees the row and answers with a replay or a mismatch. The same
-// key twice in one batch is inserted once and the later copies are
-// answered like any replay.
-func (s *Store) AcceptDonations(ctx context.Context, ds []*floodgate.Donation) ([]floodgate.AcceptResult, error) {
-	results := make([]floodgate.AcceptResult, len(ds))
-	if len(ds) == 0 {
+// Accept implements floodgate.Store: one transaction per batch, whatever
+// kinds it holds, whose commit (synchronous_commit=on) is the batch's one
+// durable write.
+func (s *Store) Accept(ctx context.Context, items []floodgate.Intake) ([]floodgate.AcceptResult, error) {
+	results := make([]floodgate.AcceptResult, len(items))
+	if len(items) == 0 {
 		return results, nil
 	}
 	now := s.now()
+	donations := floodgate.PartOf[*floodgate.Donation](items)
 	err := s.inTx(ctx, func(tx pgx.Tx) error {
 		clear(results)
-		return s.acceptBatch(ctx, tx, ds, results, now)
+		res, err := s.acceptDonations(ctx, tx, donations.Items, now)
+		if err != nil {
+			return err
+		}
+		donations.Answer(results, res)
+		floodgate.RefuseUnanswered(items, results)
+		return nil
 	})
 	if err != nil {
 		return nil, err
@@ -459,16 +456,30 @@ func (s *Store) AcceptDonations(ctx context.Context, ds []*floodgate.Donation) (
 	return results, nil
 }
 
-func (s *Store) acceptBatch(ctx context.Context, tx pgx.Tx, ds []*floodgate.Donation, results []floodgate.AcceptResult, now time.Time) error {
+// acceptDonations stores a batch's donations in tx and returns one result
+// per donation.
+//
+// The donations are inserted by one multi-row statement that skips keys
+// already stored. A key inserted by a concurrent transaction makes the
+// statement wait for it on the unique index; once that commits, the key is
+// skipped, and the look-up that follows (a new statement, so a new READ
+// COMMITTED snapshot) sees the row and answers with a replay or a
+// mismatch. The same key twice in one batch is inserted once and the
+// later copies are answered like any replay.
+func (s *Store) acceptDonations(ctx context.Context, tx pgx.Tx, ds []*floodgate.Donation, now time.Time) ([]floodgate.AcceptResult, error) {
+	results := make([]floodgate.AcceptResult, len(ds))
+	if len(ds) == 0 {
+		return results, nil
+	}
 	known, err := s.knownCampaigns(ctx, tx, ds)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	var (
 		cols    batchColumns
-		first   = map[idemKey]int{} // the index in ds that inserts each key
-		idAt    = map[string]int{}  // new donation id -> index in ds
-		stored  = map[idemKey]*floodgate.Donation{}
+		first   = map[floodgate.IntakeKey]int{} // the index in ds that inserts each key
+		idAt    = map[string]int{}              // new donation id -> index in ds
+		stored  = map[floodgate.IntakeKey]*floodgate.Donation{}
 		deltas  = map[string]floodgate.TotalsDelta{}
 		pending int // donations not yet answered
 	)
@@ -478,7 +489,7 @@ func (s *Store) acceptBatch(ctx context.Context, tx pgx.Tx, ds []*floodgate.Dona
 			continue
 		}
 		pending++
-		k := idemKey{d.CampaignID, d.IdempotencyKey}
+		k := d.IntakeKey()
 		if _, dup := first[k]; dup {
 			continue
 		}
@@ -491,14 +502,14 @@ func (s *Store) acceptBatch(ctx context.Context, tx pgx.Tx, ds []*floodgate.Dona
 		cols.add(id, d)
 	}
 	if pending == 0 {
-		return nil
+		return results, nil
 	}
 
 	rows, err := tx.Query(ctx, insDonations, cols.id, cols.campaign, cols.key, cols.hash, cols.amount, cols.currency,
 		cols.email, cols.name, cols.pm, cols.anonymous, cols.message, cols.declaration, cols.addr, now,
 		int(floodgate.CurrentFormat))
 	if err != nil {
-		return err
+		return nil, err
 	}
 	type inserted struct {
 		seq int64
@@ -510,19 +521,19 @@ func (s *Store) acceptBatch(ctx context.Context, tx pgx.Tx, ds []*floodgate.Dona
 		return v, err
 	})
 	if err != nil {
-		return err
+		return nil, err
 	}
 	for _, v := range ins {
 		i, ok := idAt[v.id]
 		if !ok {
-			return fmt.Errorf("insert returned unknown donation id %q", v.id)
+			return nil, fmt.Errorf("insert returned unknown donation id %q", v.id)
 		}
 		d := ds[i]
 		nd := *d
 		nd.ID, nd.Seq = v.id, v.seq
 		nd.Accepted(now)
-		results[i].Donation = &nd
-		stored[idemKey{d.CampaignID, d.IdempotencyKey}] = &nd
+		results[i].Intake = &nd
+		stored[d.IntakeKey()] = &nd
 		pending--
 		delta := deltas[d.CampaignID]
 		delta.Add(floodgate.Delta("", floodgate.StatusAccepted, d.Amount))
@@ -535,37 +546,37 @@ func (s *Store) acceptBatch(ctx context.Context, tx pgx.Tx, ds []*floodgate.Dona
 		var camps, keys []string
 		for k := range first {
 			if _, ok := stored[k]; !ok {
-				camps, keys = append(camps, k.campaign), append(keys, k.key)
+				camps, keys = append(camps, k.Scope), append(keys, k.Key)
 			}
 		}
 		if len(camps) > 0 {
 			prev, err := collectDonations(tx.Query(ctx, `SELECT `+donationCols+donationFrom+`
 				WHERE (d.campaign_id, d.idempotency_key) IN (SELECT * FROM unnest($1::text[], $2::text[]))`, camps, keys))
 			if err != nil {
-				return err
+				return nil, err
 			}
 			for _, p := range prev {
-				stored[idemKey{p.CampaignID, p.IdempotencyKey}] = p
+				stored[p.IntakeKey()] = p
 			}
 		}
 		for i, d := range ds {
-			if results[i].Err != nil || results[i].Donation != nil {
+			if results[i].Err != nil || results[i].Intake != nil {
 				continue
 			}
-			p, ok := stored[idemKey{d.CampaignID, d.IdempotencyKey}]
+			p, ok := stored[d.IntakeKey()]
 			if !ok {
-				return fmt.Errorf("donation with idempotency key %q in campaign %q was neither inserted nor found", d.IdempotencyKey, d.CampaignID)
+				return nil, fmt.Errorf("donation with idempotency key %q in campaign %q was neither inserted nor found", d.IdempotencyKey, d.CampaignID)
 			}
 			results[i] = floodgate.Replay(p, d)
 		}
 	}
 
 	if len(deltas) == 0 {
-		return nil
+		return results, nil
 	}
 	b := &pgx.Batch{}
 	queueTotals(b, deltas, now)
-	return tx.SendBatch(ctx, b).Close()
+	return results, tx.SendBatch(ctx, b).Close()
 }
 
 // Donation implements floodgate.Store.

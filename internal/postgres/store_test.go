@@ -140,12 +140,12 @@ func TestConcurrentClaimsDisjoint(t *testing.T) {
 		for i := range 100 {
 			ds = append(ds, newDonation([]string{"a", "b"}[i%2], fmt.Sprintf("k%d-%d", batch, i), 100))
 		}
-		res, err := nodes[batch%2].AcceptDonations(ctx, ds)
+		res, err := nodes[batch%2].Accept(ctx, storetest.Intakes(ds...))
 		if err != nil {
 			t.Fatal(err)
 		}
 		for _, r := range res {
-			want = append(want, r.Donation.ID)
+			want = append(want, r.Donation().ID)
 		}
 	}
 
@@ -249,9 +249,9 @@ func TestConcurrentAcceptSameKey(t *testing.T) {
 			// Overlapping windows of the same keys, in the same order.
 			for start := (g * 37) % 50; start < keys; start += 50 {
 				batch := ds[start:min(start+75, keys)]
-				res, err := node.AcceptDonations(ctx, batch)
+				res, err := node.Accept(ctx, storetest.Intakes(batch...))
 				if err != nil {
-					t.Errorf("AcceptDonations: %v", err)
+					t.Errorf("Accept: %v", err)
 					return
 				}
 				mu.Lock()
@@ -264,7 +264,7 @@ func TestConcurrentAcceptSameKey(t *testing.T) {
 					if ids[k] == nil {
 						ids[k] = map[string]bool{}
 					}
-					ids[k][r.Donation.ID] = true
+					ids[k][r.Donation().ID] = true
 				}
 				mu.Unlock()
 			}
@@ -335,7 +335,7 @@ func TestAcceptDeadlockRetried(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			res[n], errs[n] = nodes[n].AcceptDonations(ctx, batches[n])
+			res[n], errs[n] = nodes[n].Accept(ctx, storetest.Intakes(batches[n]...))
 		}()
 	}
 	deadline := time.Now().Add(10 * time.Second)
@@ -350,11 +350,11 @@ func TestAcceptDeadlockRetried(t *testing.T) {
 	}
 	wg.Wait()
 	if errs[0] != nil || errs[1] != nil {
-		t.Fatalf("AcceptDonations: %v / %v", errs[0], errs[1])
+		t.Fatalf("Accept: %v / %v", errs[0], errs[1])
 	}
 	for i, j := range []int{2, 1, 0} { // batch 0's i-th key is batch 1's j-th
 		a, b := res[0][i], res[1][j]
-		if a.Err != nil || b.Err != nil || a.Donation.ID != b.Donation.ID {
+		if a.Err != nil || b.Err != nil || a.Donation().ID != b.Donation().ID {
 			t.Fatalf("key %s: %+v / %+v", batches[0][i].IdempotencyKey, a, b)
 		}
 		if i != 1 && a.Replayed == b.Replayed {
@@ -508,7 +508,7 @@ func BenchmarkAcceptDonations(b *testing.B) {
 		return ds
 	}
 	accept := func(b *testing.B, ds []*floodgate.Donation) {
-		res, err := s.AcceptDonations(ctx, ds)
+		res, err := s.Accept(ctx, storetest.Intakes(ds...))
 		if err != nil {
 			b.Fatal(err)
 		}

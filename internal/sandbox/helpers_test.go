@@ -50,6 +50,9 @@ func newEnv(tb testing.TB, opts Options) *env {
 		tb.Fatalf("New: %v", err)
 	}
 	tb.Cleanup(func() { _ = s.Close() })
+	if err := s.Start(context.Background()); err != nil {
+		tb.Fatalf("Start: %v", err)
+	}
 	ts := httptest.NewServer(s)
 	tb.Cleanup(ts.Close)
 	return &env{s: s, url: ts.URL, clock: clock, api: rawClient(ts.URL, testKey), pay: adapter(tb, ts.URL, testKey)}

@@ -21,14 +21,17 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/floodgate/floodgate"
+	"github.com/floodgate/floodgate/internal/startstop"
 )
 
 // maxBody bounds one request body; Stripe's largest create is far smaller.
 const maxBody = 1 << 20
 
 // Server is one sandbox: an in-memory Stripe account behind an
-// http.Handler. It is safe for concurrent use.
+// http.Handler. It is safe for concurrent use. It answers requests from
+// New on; its webhook sender runs between Start and Stop.
 type Server struct {
+	startstop.Base
 	opts  Options
 	clock floodgate.Clock
 	log   *slog.Logger
@@ -63,8 +66,8 @@ type Server struct {
 	closeErr  error
 }
 
-// New returns a sandbox, replaying Options.StatePath when it is set, and
-// starts its webhook sender. Close it when done.
+// New returns a sandbox, replaying Options.StatePath when it is set.
+// Start sends its webhooks; Close it when done.
 func New(opts Options) (*Server, error) {
 	opts, err := opts.withDefaults()
 	if err != nil {
@@ -100,13 +103,29 @@ func New(opts Options) (*Server, error) {
 	return s, nil
 }
 
-// Close stops the webhook sender (events not yet delivered are dropped) and
-// closes the journal. It is safe to call more than once.
+var _ startstop.Service = (*Server)(nil)
+
+// Start sends webhooks, when Options.WebhookURL is set, until Stop:
+// events queued meanwhile wait for it.
+func (s *Server) Start(ctx context.Context) error {
+	if _, ok := s.StartInit(ctx); !ok {
+		return nil
+	}
+	if s.hooks != nil {
+		s.Go(s.hooks.run)
+	}
+	return s.StartDone(nil)
+}
+
+// Stop stops the webhook sender; events waiting for a retry are dropped,
+// those still queued wait for the next Start.
+func (s *Server) Stop() { s.Base.Stop() }
+
+// Close stops the webhook sender and closes the journal. It is safe to
+// call more than once.
 func (s *Server) Close() error {
 	s.closeOnce.Do(func() {
-		if s.hooks != nil {
-			s.hooks.stop()
-		}
+		s.Stop()
 		s.mu.Lock()
 		defer s.mu.Unlock()
 		if s.journal != nil {
@@ -517,6 +536,9 @@ func ListenAndServe(ctx context.Context, addr string, opts Options, ready func(n
 		return err
 	}
 	defer s.Close()
+	if err := s.Start(ctx); err != nil {
+		return err
+	}
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return fmt.Errorf("sandbox: %w", err)

@@ -11,7 +11,6 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"strconv"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -32,9 +31,11 @@ type event struct {
 
 // webhooks delivers events to Options.WebhookURL from a bounded queue, one
 // at a time, signed as Stripe signs them, retrying failures with
-// exponential backoff a bounded number of times. Deliveries and their
-// backoff run on the wall clock; only the signature's timestamp comes from
-// Options.Clock, so that tests can make it stale.
+// exponential backoff a bounded number of times; its worker runs while the
+// Server does (Start, Stop). Deliveries and their backoff run on the wall
+// clock, as a provider's do whatever its clients' clocks say; only the
+// signature's timestamp comes from Options.Clock, so that tests can make
+// it stale.
 type webhooks struct {
 	s       *Server
 	url     string
@@ -43,10 +44,6 @@ type webhooks struct {
 	client  *http.Client
 	queue   chan *event
 	rng     *rand.Rand // the worker's own: shuffling needs no lock
-
-	ctx    context.Context
-	cancel context.CancelFunc
-	wg     sync.WaitGroup
 
 	delivered atomic.Int64
 	failed    atomic.Int64 // attempts answered with an error or non-2xx
@@ -63,16 +60,11 @@ func newWebhooks(s *Server, seed uint64) *webhooks {
 	if version == "" {
 		version = stripe.APIVersion
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	h := &webhooks{
+	return &webhooks{
 		s: s, url: s.opts.WebhookURL, secret: s.opts.WebhookSecret, version: version, client: client,
 		queue: make(chan *event, s.opts.WebhookQueue),
 		rng:   rand.New(rand.NewPCG(seed^0x5bd1e995, seed)),
-		ctx:   ctx, cancel: cancel,
 	}
-	h.wg.Add(1)
-	go h.run()
-	return h
 }
 
 // enqueue accepts ev (twice when dup) without blocking; a full queue drops
@@ -93,16 +85,11 @@ func (h *webhooks) enqueue(ev *event, dup bool) {
 	}
 }
 
-func (h *webhooks) stop() {
-	h.cancel()
-	h.wg.Wait()
-}
-
-// run is the delivery worker. Events waiting for a retry stay in waiting,
-// which holds at most as many events as the queue: while it is full the
-// worker stops taking new ones, and the queue's own bound applies.
-func (h *webhooks) run() {
-	defer h.wg.Done()
+// run is the delivery worker, until ctx ends. Events waiting for a retry
+// stay in waiting, which holds at most as many events as the queue: while
+// it is full the worker stops taking new ones, and the queue's own bound
+// applies.
+func (h *webhooks) run(ctx context.Context) {
 	limit := cap(h.queue)
 	var waiting []*event
 	timer := time.NewTimer(time.Hour)
@@ -129,7 +116,7 @@ func (h *webhooks) run() {
 			}
 			timer.Reset(next.Sub(now))
 			select {
-			case <-h.ctx.Done():
+			case <-ctx.Done():
 				return
 			case ev := <-in:
 				ready = append(ready, ev)
@@ -151,10 +138,10 @@ func (h *webhooks) run() {
 			h.rng.Shuffle(len(ready), func(i, j int) { ready[i], ready[j] = ready[j], ready[i] })
 		}
 		for _, ev := range ready {
-			if h.ctx.Err() != nil {
+			if ctx.Err() != nil {
 				return
 			}
-			err := h.deliver(ev)
+			err := h.deliver(ctx, ev)
 			if err == nil {
 				h.delivered.Add(1)
 				h.pending.Add(-1)
@@ -187,8 +174,8 @@ func retryDelay(base time.Duration, n int) time.Duration {
 }
 
 // deliver posts ev once, signed with the current time.
-func (h *webhooks) deliver(ev *event) error {
-	req, err := http.NewRequestWithContext(h.ctx, http.MethodPost, h.url, bytes.NewReader(ev.payload))
+func (h *webhooks) deliver(ctx context.Context, ev *event) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, h.url, bytes.NewReader(ev.payload))
 	if err != nil {
 		return err
 	}

@@ -264,3 +264,28 @@ func TestRetryDelay(t *testing.T) {
 		}
 	}
 }
+
+// TestWebhooksWaitForStart: the sandbox answers requests from New on, but
+// sends webhooks only between Start and Stop; events raised meanwhile are
+// kept and sent once it starts again.
+func TestWebhooksWaitForStart(t *testing.T) {
+	k := newSink(t, 0)
+	e := newEnv(t, Options{WebhookURL: k.url, WebhookSecret: testSecret})
+	e.s.Stop()
+	e.s.Stop()
+	if _, err := e.charge(t, "don_1", "pm_card_visa", "don_1:1"); err != nil {
+		t.Fatal(err)
+	}
+	if n := e.s.hooks.pending.Load(); n != 1 {
+		t.Fatalf("%d events pending while stopped, want 1", n)
+	}
+	if got := k.deliveries(); len(got) != 0 {
+		t.Fatalf("%d delivered while stopped", len(got))
+	}
+	if err := e.s.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if evs := k.events(t, 1); evs[0].Type != "payment_intent.succeeded" {
+		t.Fatalf("delivered %s", evs[0].Type)
+	}
+}

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/floodgate/floodgate"
 )
@@ -125,12 +126,11 @@ func keyHash(campaign, key string) int64 {
 	return int64(binary.BigEndian.Uint64(h.Sum(sum[:0])))
 }
 
-// AcceptDonations implements floodgate.Store: one BEGIN IMMEDIATE ...
-// COMMIT for the whole batch, so the batch costs one fsync, with
-// multi-row inserts of the donations and their first history lines, one
-// statement that makes their orders, and no B-tree index over random
-// keys.
-func (s *Store) AcceptDonations(ctx context.Context, ds []*floodgate.Donation) ([]floodgate.AcceptResult, error) {
+// Accept implements floodgate.Store: one BEGIN IMMEDIATE ... COMMIT for
+// the whole batch, whatever kinds it holds, so the batch costs one fsync.
+// The in-memory state of each kind learns of its new rows only once they
+// are durable.
+func (s *Store) Accept(ctx context.Context, items []floodgate.Intake) ([]floodgate.AcceptResult, error) {
 	a := &s.accept
 	a.mu.Lock()
 	defer a.mu.Unlock()
@@ -141,6 +141,58 @@ func (s *Store) AcceptDonations(ctx context.Context, ds []*floodgate.Donation) (
 	}
 	defer func() { _ = tx.Rollback() }()
 
+	results := make([]floodgate.AcceptResult, len(items))
+	donations := floodgate.PartOf[*floodgate.Donation](items)
+	added, err := s.acceptDonations(ctx, tx, donations.Items, now)
+	if err != nil {
+		return nil, err
+	}
+	donations.Answer(results, added.results)
+	floodgate.RefuseUnanswered(items, results)
+	if err := tx.Commit(); err != nil {
+		return nil, err
+	}
+	added.learn(a)
+	return results, nil
+}
+
+// acceptedDonations is what a batch's donations did: one result per
+// donation, and the rows the idempotency index is to learn of once they
+// are durable.
+type acceptedDonations struct {
+	results []floodgate.AcceptResult
+	fresh   []freshDonation
+	next    int64
+}
+
+type freshDonation struct {
+	hash int64
+	d    *floodgate.Donation
+}
+
+// learn tells the accept path's in-memory part of the donations now
+// durable: the next line number and the keys they hold.
+func (ad acceptedDonations) learn(a *acceptState) {
+	if len(ad.fresh) == 0 {
+		return
+	}
+	a.nextSeq = ad.next
+	for _, f := range ad.fresh {
+		a.add(f.hash, f.d.Seq)
+	}
+}
+
+// acceptDonations stores a batch's donations in tx with multi-row inserts
+// of the donations and their first history lines, one statement that makes
+// their payment orders, and no B-tree index over random keys, and returns
+// one result per donation: a new donation, a replay, or a refusal of that
+// donation alone.
+func (s *Store) acceptDonations(ctx context.Context, tx *sql.Tx, ds []*floodgate.Donation, now time.Time) (acceptedDonations, error) {
+	a := &s.accept
+	out := acceptedDonations{results: make([]floodgate.AcceptResult, len(ds)), next: a.nextSeq}
+	if len(ds) == 0 {
+		return out, nil
+	}
 	// Campaigns are checked once per batch, not once per donation.
 	known := map[string]bool{}
 	for _, d := range ds {
@@ -150,18 +202,12 @@ func (s *Store) AcceptDonations(ctx context.Context, ds []*floodgate.Donation) (
 		var one int
 		err := tx.QueryRowContext(ctx, `SELECT 1 FROM campaigns WHERE id = ?`, d.CampaignID).Scan(&one)
 		if err != nil && !errors.Is(err, sql.ErrNoRows) {
-			return nil, err
+			return out, err
 		}
 		known[d.CampaignID] = err == nil
 	}
 
-	results := make([]floodgate.AcceptResult, len(ds))
-	next := a.nextSeq
-	type added struct {
-		hash int64
-		d    *floodgate.Donation
-	}
-	var fresh []added
+	results := out.results
 	batch := map[int64][]*floodgate.Donation{} // this batch's new donations by key hash
 	deltas := map[string]floodgate.TotalsDelta{}
 	for i, d := range ds {
@@ -172,7 +218,7 @@ func (s *Store) AcceptDonations(ctx context.Context, ds []*floodgate.Donation) (
 		h := hashKey(d.CampaignID, d.IdempotencyKey)
 		prev, err := s.findKey(ctx, tx, h, d, batch[h])
 		if err != nil {
-			return nil, err
+			return out, err
 		}
 		if prev != nil {
 			results[i] = floodgate.Replay(prev, d)
@@ -182,12 +228,12 @@ func (s *Store) AcceptDonations(ctx context.Context, ds []*floodgate.Donation) (
 		if nd.ID == "" {
 			nd.ID = floodgate.NewID(floodgate.DonationIDPrefix)
 		}
-		nd.Seq = next
-		next++
+		nd.Seq = out.next
+		out.next++
 		nd.Accepted(now)
-		fresh = append(fresh, added{h, &nd})
+		out.fresh = append(out.fresh, freshDonation{h, &nd})
 		batch[h] = append(batch[h], &nd)
-		results[i].Donation = &nd
+		results[i].Intake = &nd
 		delta := deltas[d.CampaignID]
 		delta.Add(floodgate.Delta("", floodgate.StatusAccepted, d.Amount))
 		deltas[d.CampaignID] = delta
@@ -198,8 +244,8 @@ func (s *Store) AcceptDonations(ctx context.Context, ds []*floodgate.Donation) (
 	histChunk, histOne := tx.StmtContext(ctx, a.histChunk), tx.StmtContext(ctx, a.histOne)
 	args := make([]any, 0, chunk*insertArgs)
 	hargs := make([]any, 0, chunk*2)
-	for start := 0; start < len(fresh); start += chunk {
-		part := fresh[start:min(start+chunk, len(fresh))]
+	for start := 0; start < len(out.fresh); start += chunk {
+		part := out.fresh[start:min(start+chunk, len(out.fresh))]
 		args, hargs = args[:0], hargs[:0]
 		for _, f := range part {
 			d := f.d
@@ -213,41 +259,30 @@ func (s *Store) AcceptDonations(ctx context.Context, ds []*floodgate.Donation) (
 		}
 		if len(part) == chunk {
 			if _, err := ins.ExecContext(ctx, args...); err != nil {
-				return nil, err
+				return out, err
 			}
 			if _, err := hist.ExecContext(ctx, hargs...); err != nil {
-				return nil, err
+				return out, err
 			}
 			continue
 		}
 		for j := range part {
 			if _, err := ins.ExecContext(ctx, args[j*insertArgs:(j+1)*insertArgs]...); err != nil {
-				return nil, err
+				return out, err
 			}
 			if _, err := hist.ExecContext(ctx, hargs[j*2:(j+1)*2]...); err != nil {
-				return nil, err
+				return out, err
 			}
 		}
 	}
-	if len(fresh) > 0 {
-		// The batch's seqs run without a gap: next counted them out.
-		first, last := fresh[0].d.Seq, fresh[len(fresh)-1].d.Seq
+	if len(out.fresh) > 0 {
+		// The batch's seqs run without a gap: out.next counted them out.
+		first, last := out.fresh[0].d.Seq, out.fresh[len(out.fresh)-1].d.Seq
 		if _, err := tx.StmtContext(ctx, a.insOrders).ExecContext(ctx, int(floodgate.CurrentFormat), first, last); err != nil {
-			return nil, err
+			return out, err
 		}
 	}
-	if err := s.applyTotals(ctx, tx, deltas, now); err != nil {
-		return nil, err
-	}
-	if err := tx.Commit(); err != nil {
-		return nil, err
-	}
-	// Durable: now the in-memory index may learn of it.
-	a.nextSeq = next
-	for _, f := range fresh {
-		a.add(f.hash, f.d.Seq)
-	}
-	return results, nil
+	return out, s.applyTotals(ctx, tx, deltas, now)
 }
 
 // findKey returns the donation already holding d's idempotency key in its

@@ -46,18 +46,18 @@ func TestKeyHashCollision(t *testing.T) {
 	defer s.Close()
 	createCampaign(t, s)
 	ctx := context.Background()
-	first, err := s.AcceptDonations(ctx, []*floodgate.Donation{newDonation("a", 100), newDonation("b", 200), newDonation("a", 100)})
+	first, err := s.Accept(ctx, []floodgate.Intake{newDonation("a", 100), newDonation("b", 200), newDonation("a", 100)})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if first[0].Donation.ID == first[1].Donation.ID || first[2].Donation.ID != first[0].Donation.ID || !first[2].Replayed {
+	if first[0].Donation().ID == first[1].Donation().ID || first[2].Donation().ID != first[0].Donation().ID || !first[2].Replayed {
 		t.Fatalf("one batch with colliding hashes: %+v", first)
 	}
-	again, err := s.AcceptDonations(ctx, []*floodgate.Donation{newDonation("b", 200), newDonation("c", 300), newDonation("a", 999)})
+	again, err := s.Accept(ctx, []floodgate.Intake{newDonation("b", 200), newDonation("c", 300), newDonation("a", 999)})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !again[0].Replayed || again[0].Donation.ID != first[1].Donation.ID {
+	if !again[0].Replayed || again[0].Donation().ID != first[1].Donation().ID {
 		t.Fatalf("replay of b = %+v", again[0])
 	}
 	if again[1].Replayed || again[1].Err != nil {
@@ -75,22 +75,22 @@ func TestIndexRebuiltOnOpen(t *testing.T) {
 	s := openTest(t, path)
 	createCampaign(t, s)
 	ctx := context.Background()
-	res, err := s.AcceptDonations(ctx, []*floodgate.Donation{newDonation("k1", 100), newDonation("k2", 200)})
+	res, err := s.Accept(ctx, []floodgate.Intake{newDonation("k1", 100), newDonation("k2", 200)})
 	if err != nil {
 		t.Fatal(err)
 	}
 	s.Close()
 	s = openTest(t, path)
 	defer s.Close()
-	again, err := s.AcceptDonations(ctx, []*floodgate.Donation{newDonation("k2", 200), newDonation("k3", 300)})
+	again, err := s.Accept(ctx, []floodgate.Intake{newDonation("k2", 200), newDonation("k3", 300)})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !again[0].Replayed || again[0].Donation.ID != res[1].Donation.ID {
+	if !again[0].Replayed || again[0].Donation().ID != res[1].Donation().ID {
 		t.Fatalf("replay after reopen = %+v", again[0])
 	}
-	if again[1].Donation.Seq != res[1].Donation.Seq+1 {
-		t.Fatalf("seq after reopen = %d, want %d", again[1].Donation.Seq, res[1].Donation.Seq+1)
+	if again[1].Donation().Seq != res[1].Donation().Seq+1 {
+		t.Fatalf("seq after reopen = %d, want %d", again[1].Donation().Seq, res[1].Donation().Seq+1)
 	}
 }
 
@@ -104,14 +104,14 @@ func TestFailedCommitLeavesIndexAlone(t *testing.T) {
 	if _, err := s.w.Exec(`PRAGMA query_only = 1`); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.AcceptDonations(ctx, []*floodgate.Donation{newDonation("k", 100)}); err == nil {
+	if _, err := s.Accept(ctx, []floodgate.Intake{newDonation("k", 100)}); err == nil {
 		t.Fatal("accept on a read-only connection succeeded")
 	}
 	if _, err := s.w.Exec(`PRAGMA query_only = 0`); err != nil {
 		t.Fatal(err)
 	}
-	res, err := s.AcceptDonations(ctx, []*floodgate.Donation{newDonation("k", 100)})
-	if err != nil || res[0].Replayed || res[0].Donation == nil || res[0].Donation.Seq != 1 {
+	res, err := s.Accept(ctx, []floodgate.Intake{newDonation("k", 100)})
+	if err != nil || res[0].Replayed || res[0].Donation() == nil || res[0].Donation().Seq != 1 {
 		t.Fatalf("after the failure: %+v, %v", res, err)
 	}
 }
@@ -123,7 +123,7 @@ func BenchmarkAcceptDonations(b *testing.B) {
 	defer s.Close()
 	createCampaign(b, s)
 	ctx := context.Background()
-	batch := make([]*floodgate.Donation, 256)
+	batch := make([]floodgate.Intake, 256)
 	n := 0
 	b.ResetTimer()
 	for b.Loop() {
@@ -131,7 +131,7 @@ func BenchmarkAcceptDonations(b *testing.B) {
 			n++
 			batch[i] = newDonation("bench-"+strconv.Itoa(n), 2500)
 		}
-		if _, err := s.AcceptDonations(ctx, batch); err != nil {
+		if _, err := s.Accept(ctx, batch); err != nil {
 			b.Fatal(err)
 		}
 	}

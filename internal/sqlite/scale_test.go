@@ -130,7 +130,7 @@ func TestTenMillionDonations(t *testing.T) {
 		mib(int64(f.HeapAfterBytes)), mib(int64(f.HeapLiveBytes)), float64(f.HeapLiveBytes)/float64(f.Donations), f.ReplaySeconds*1e3)
 }
 
-// fillScale writes n donations in batches through AcceptDonations, as the
+// fillScale writes n donations in batches through Accept, as the
 // batcher does, and closes the store.
 func fillScale(t *testing.T, path string, n int) {
 	ctx := context.Background()
@@ -146,13 +146,13 @@ func fillScale(t *testing.T, path string, n int) {
 		t.Fatal(err)
 	}
 	start, mark := time.Now(), time.Now()
-	batch := make([]*floodgate.Donation, 0, scaleBatch)
+	batch := make([]floodgate.Intake, 0, scaleBatch)
 	for i := 0; i < n; {
 		batch = batch[:0]
 		for ; i < n && len(batch) < scaleBatch; i++ {
 			batch = append(batch, scaleDonation(i))
 		}
-		res, err := s.AcceptDonations(ctx, batch)
+		res, err := s.Accept(ctx, batch)
 		if err != nil {
 			t.Fatalf("batch ending at %d: %v", i, err)
 		}
@@ -213,7 +213,7 @@ func TestTenMillionReopen(t *testing.T) {
 	fresh := scaleDonation(0)
 	fresh.IdempotencyKey = fmt.Sprintf("after-reopen-%d", time.Now().UnixNano())
 	start = time.Now()
-	res, err := s.AcceptDonations(ctx, []*floodgate.Donation{first, last, other, fresh})
+	res, err := s.Accept(ctx, []floodgate.Intake{first, last, other, fresh})
 	f.ReplaySeconds = time.Since(start).Seconds()
 	if err != nil {
 		t.Fatal(err)
@@ -223,14 +223,14 @@ func TestTenMillionReopen(t *testing.T) {
 		seq int64
 	}{{first, 1}, {last, int64(n)}} {
 		r := res[i]
-		if r.Err != nil || !r.Replayed || r.Donation.Seq != want.seq || r.Donation.Email != want.d.Email || r.Donation.Amount != want.d.Amount {
+		if r.Err != nil || !r.Replayed || r.Donation().Seq != want.seq || r.Donation().Email != want.d.Email || r.Donation().Amount != want.d.Amount {
 			t.Errorf("replay of donation seq %d: %+v", want.seq, r)
 		}
 	}
 	if floodgate.ErrorCode(res[2].Err) != floodgate.EIDEMMISMATCH {
 		t.Errorf("another request under the first key: %+v, want %s", res[2], floodgate.EIDEMMISMATCH)
 	}
-	if res[3].Err != nil || res[3].Replayed || res[3].Donation.Seq <= int64(n) {
+	if res[3].Err != nil || res[3].Replayed || res[3].Donation().Seq <= int64(n) {
 		t.Errorf("a new key after the re-open: %+v", res[3])
 	}
 	f.Donations = int64(n)

@@ -62,9 +62,9 @@ func Give(tb testing.TB, s floodgate.Store, clock interface{ Set(time.Time) }, g
 			Amount: g.Amount, Currency: g.Currency, Email: g.Email, Name: g.Name, PaymentMethod: "pm_card_visa",
 			ClientAddr: "192.0.2.1", Declaration: g.Decl}
 	}
-	res, err := s.AcceptDonations(ctx, batch)
+	res, err := s.Accept(ctx, Intakes(batch...))
 	if err != nil {
-		tb.Fatalf("AcceptDonations: %v", err)
+		tb.Fatalf("Accept: %v", err)
 	}
 	out := make([]*floodgate.Donation, len(gs))
 	var toClaim []string
@@ -72,15 +72,15 @@ func Give(tb testing.TB, s floodgate.Store, clock interface{ Set(time.Time) }, g
 		if r.Err != nil || r.Replayed {
 			tb.Fatalf("gift %d: err %v, replayed %v", i, r.Err, r.Replayed)
 		}
-		out[i] = r.Donation
+		out[i] = r.Donation()
 		switch gs[i].Status {
 		case floodgate.StatusAccepted:
 		case floodgate.StatusCanceled:
-			if out[i], err = s.CancelDonation(ctx, r.Donation.ID, at); err != nil {
+			if out[i], err = s.CancelDonation(ctx, r.Donation().ID, at); err != nil {
 				tb.Fatalf("CancelDonation: %v", err)
 			}
 		default:
-			toClaim = append(toClaim, r.Donation.ID)
+			toClaim = append(toClaim, r.Donation().ID)
 		}
 	}
 	tokens := map[string]int64{}

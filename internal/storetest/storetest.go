@@ -63,14 +63,28 @@ func (f *fixture) donation(campaign string, amount int64) *floodgate.Donation {
 		Declaration: &floodgate.Declaration{Scheme: floodgate.SchemeIE, TextVersion: "2026-01", FirstName: "A", LastName: "B"}}
 }
 
+// Intakes is a batch of donations as the intakes Store.Accept takes.
+func Intakes(ds ...*floodgate.Donation) []floodgate.Intake {
+	items := make([]floodgate.Intake, len(ds))
+	for i, d := range ds {
+		items[i] = d
+	}
+	return items
+}
+
 func (f *fixture) accept(ds ...*floodgate.Donation) []floodgate.AcceptResult {
 	f.tb.Helper()
-	res, err := f.store.AcceptDonations(f.ctx, ds)
+	return f.acceptItems(Intakes(ds...)...)
+}
+
+func (f *fixture) acceptItems(items ...floodgate.Intake) []floodgate.AcceptResult {
+	f.tb.Helper()
+	res, err := f.store.Accept(f.ctx, items)
 	if err != nil {
-		f.tb.Fatalf("AcceptDonations: %v", err)
+		f.tb.Fatalf("Accept: %v", err)
 	}
-	if len(res) != len(ds) {
-		f.tb.Fatalf("AcceptDonations returned %d results for %d donations", len(res), len(ds))
+	if len(res) != len(items) {
+		f.tb.Fatalf("Accept returned %d results for %d items", len(res), len(items))
 	}
 	return res
 }
@@ -86,7 +100,7 @@ func (f *fixture) acceptNew(campaign string, amounts ...int64) []*floodgate.Dona
 		if r.Err != nil || r.Replayed {
 			f.tb.Fatalf("donation %d: err %v replayed %v", i, r.Err, r.Replayed)
 		}
-		out = append(out, r.Donation)
+		out = append(out, r.Donation())
 	}
 	return out
 }
@@ -182,6 +196,7 @@ func Run(t *testing.T, open Opener) {
 	t.Run("Accept", func(t *testing.T) { testAccept(t, open) })
 	t.Run("Idempotency", func(t *testing.T) { testIdempotency(t, open) })
 	t.Run("ConcurrentSameKey", func(t *testing.T) { testConcurrentSameKey(t, open) })
+	t.Run("RefusedItem", func(t *testing.T) { testRefusedItem(t, open) })
 	t.Run("ClaimFIFO", func(t *testing.T) { testClaimFIFO(t, open) })
 	t.Run("Leases", func(t *testing.T) { testLeases(t, open) })
 	t.Run("Settle", func(t *testing.T) { testSettle(t, open) })
@@ -298,7 +313,7 @@ func testAccept(t *testing.T, open Opener) {
 	// A donation for an unknown campaign fails alone; its batch still commits.
 	res := f.accept(f.donation("missing", 100), f.donation("c", 100))
 	wantCode(t, res[0].Err, floodgate.ENOTFOUND)
-	if res[1].Err != nil || res[1].Donation == nil {
+	if res[1].Err != nil || res[1].Donation() == nil {
 		t.Fatalf("second result = %+v", res[1])
 	}
 	wantTotals(t, f.totals("c"), 0, 0, 3650, 4, 4)
@@ -322,13 +337,13 @@ func testIdempotency(t *testing.T, open Opener) {
 
 	again := *d
 	res := f.accept(&again)[0]
-	if res.Err != nil || !res.Replayed || res.Donation.ID != first.Donation.ID {
-		t.Fatalf("replay = %+v, want same id %s", res, first.Donation.ID)
+	if res.Err != nil || !res.Replayed || res.Donation().ID != first.Donation().ID {
+		t.Fatalf("replay = %+v, want same id %s", res, first.Donation().ID)
 	}
 
 	byKey, err := f.store.DonationByKey(f.ctx, "c", d.IdempotencyKey)
-	if err != nil || byKey.ID != first.Donation.ID {
-		t.Fatalf("DonationByKey = %+v, %v; want %s", byKey, err, first.Donation.ID)
+	if err != nil || byKey.ID != first.Donation().ID {
+		t.Fatalf("DonationByKey = %+v, %v; want %s", byKey, err, first.Donation().ID)
 	}
 	_, err = f.store.DonationByKey(f.ctx, "other", d.IdempotencyKey)
 	wantCode(t, err, floodgate.ENOTFOUND)
@@ -344,7 +359,7 @@ func testIdempotency(t *testing.T, open Opener) {
 	elsewhere := *d
 	elsewhere.CampaignID = "other"
 	res = f.accept(&elsewhere)[0]
-	if res.Err != nil || res.Replayed || res.Donation.ID == first.Donation.ID {
+	if res.Err != nil || res.Replayed || res.Donation().ID == first.Donation().ID {
 		t.Fatalf("same key in another campaign = %+v, want a new donation", res)
 	}
 
@@ -352,12 +367,12 @@ func testIdempotency(t *testing.T, open Opener) {
 	x := f.donation("c", 700)
 	y := *x
 	rs := f.accept(x, &y)
-	if rs[0].Err != nil || rs[1].Err != nil || rs[0].Donation.ID != rs[1].Donation.ID || rs[0].Replayed || !rs[1].Replayed {
+	if rs[0].Err != nil || rs[1].Err != nil || rs[0].Donation().ID != rs[1].Donation().ID || rs[0].Replayed || !rs[1].Replayed {
 		t.Fatalf("same key in one batch = %+v / %+v", rs[0], rs[1])
 	}
 	// Each answer goes to its own request: they must not share a donation
 	// one of them could change under the other.
-	if rs[0].Donation == rs[1].Donation {
+	if rs[0].Donation() == rs[1].Donation() {
 		t.Fatal("same key in one batch: both answers hold the same *Donation")
 	}
 	wantTotals(t, f.totals("c"), 0, 0, 1700, 2, 2)
@@ -378,14 +393,14 @@ func testConcurrentSameKey(t *testing.T, open Opener) {
 		go func() {
 			defer wg.Done()
 			c := *d
-			res, err := f.store.AcceptDonations(f.ctx, []*floodgate.Donation{&c})
+			res, err := f.store.Accept(f.ctx, Intakes(&c))
 			mu.Lock()
 			defer mu.Unlock()
 			if err != nil {
 				got["error: "+err.Error()]++
 				return
 			}
-			got[res[0].Donation.ID]++
+			got[res[0].Donation().ID]++
 		}()
 	}
 	wg.Wait()
@@ -393,6 +408,82 @@ func testConcurrentSameKey(t *testing.T, open Opener) {
 		t.Fatalf("concurrent accepts of one key gave %v, want one id", got)
 	}
 	wantTotals(t, f.totals("c"), 0, 0, 1000, 1, 1)
+}
+
+// testRefusedItem: an item refused inside a batch (a key used with
+// another request, a campaign that does not exist) is refused alone; the
+// rest of the batch commits, and every committed intake is answered by its
+// key, through the look-up and through the accept path.
+func testRefusedItem(t *testing.T, open Opener) {
+	f := newFixture(t, open)
+	f.campaign("c")
+	kept := f.acceptNew("c", 1000)[0]
+
+	a, b := f.donation("c", 200), f.donation("c", 300)
+	mismatch := *kept
+	mismatch.ID, mismatch.Seq, mismatch.Amount, mismatch.RequestHash = "", 0, 9999, []byte("another body")
+	replay := *kept
+	replay.ID, replay.Seq = "", 0
+	missing := f.donation("missing", 400)
+	batch := Intakes(a, &mismatch, b, missing, &replay)
+	res := f.acceptItems(batch...)
+
+	wantCode(t, res[1].Err, floodgate.EIDEMMISMATCH)
+	wantCode(t, res[3].Err, floodgate.ENOTFOUND)
+	for _, i := range []int{1, 3} {
+		if res[i].Intake != nil || res[i].Replayed {
+			t.Fatalf("refused item %d = %+v, want its error alone", i, res[i])
+		}
+	}
+	if res[4].Err != nil || !res[4].Replayed || res[4].Donation().ID != kept.ID {
+		t.Fatalf("replay in the batch = %+v, want %s", res[4], kept.ID)
+	}
+	for _, i := range []int{0, 2} {
+		d := res[i].Donation()
+		if res[i].Err != nil || res[i].Replayed || d == nil || d.Kind() != floodgate.KindDonation ||
+			d.IntakeKey() != batch[i].IntakeKey() || d.Seq <= kept.Seq {
+			t.Fatalf("new item %d = %+v", i, res[i])
+		}
+		if got := f.get(d.ID); got.Amount != d.Amount || got.Seq != d.Seq || got.Status != floodgate.StatusAccepted {
+			t.Fatalf("stored item %d = %+v, want %+v", i, got, d)
+		}
+		byKey, err := f.store.DonationByKey(f.ctx, "c", d.IdempotencyKey)
+		if err != nil || byKey.ID != d.ID {
+			t.Fatalf("DonationByKey(item %d) = %+v, %v; want %s", i, byKey, err, d.ID)
+		}
+	}
+	if res[0].Donation().Seq >= res[2].Donation().Seq {
+		t.Fatalf("seq %d then %d: not in batch order", res[0].Donation().Seq, res[2].Donation().Seq)
+	}
+	if got := f.get(kept.ID); got.Amount != 1000 {
+		t.Fatalf("the mismatched key's donation changed: %+v", got)
+	}
+	_, err := f.store.DonationByKey(f.ctx, "missing", missing.IdempotencyKey)
+	wantCode(t, err, floodgate.ENOTFOUND)
+	wantTotals(t, f.totals("c"), 0, 0, 1500, 3, 3)
+
+	// The same batch again: what was committed replays, the refusals
+	// stand, and nothing is counted twice.
+	again := f.acceptItems(batch...)
+	for _, i := range []int{0, 2, 4} {
+		want := res[i].Donation().ID
+		if again[i].Err != nil || !again[i].Replayed || again[i].Donation().ID != want {
+			t.Fatalf("item %d sent again = %+v, want %s replayed", i, again[i], want)
+		}
+	}
+	wantCode(t, again[1].Err, floodgate.EIDEMMISMATCH)
+	wantCode(t, again[3].Err, floodgate.ENOTFOUND)
+
+	// A batch of refusals alone commits nothing and fails nothing; the
+	// next new intake takes the next place in line.
+	none := f.acceptItems(&mismatch, missing)
+	wantCode(t, none[0].Err, floodgate.EIDEMMISMATCH)
+	wantCode(t, none[1].Err, floodgate.ENOTFOUND)
+	next := f.acceptNew("c", 50)[0]
+	if next.Seq <= res[2].Donation().Seq {
+		t.Fatalf("seq after refusals = %d, want past %d", next.Seq, res[2].Donation().Seq)
+	}
+	wantTotals(t, f.totals("c"), 0, 0, 1550, 4, 4)
 }
 
 func testClaimFIFO(t *testing.T, open Opener) {

@@ -15,6 +15,7 @@ import (
 	"github.com/floodgate/floodgate"
 	"github.com/floodgate/floodgate/internal/dispatch"
 	"github.com/floodgate/floodgate/internal/sandbox"
+	"github.com/floodgate/floodgate/internal/startstop"
 	fgstripe "github.com/floodgate/floodgate/internal/stripe"
 )
 
@@ -263,19 +264,25 @@ func RunUpgrade(t *testing.T, build LegacyStore, single bool) {
 	// New gifts take their places after the old ones.
 	fresh := &floodgate.Donation{CampaignID: c.ID, IdempotencyKey: "after-upgrade", RequestHash: []byte("after"), Amount: 900,
 		Currency: "eur", Email: "new@example.org", PaymentMethod: "pm_card_visa", ClientAddr: "192.0.2.99"}
-	res, err := s.AcceptDonations(ctx, []*floodgate.Donation{fresh})
-	if err != nil || res[0].Err != nil || res[0].Donation.Seq <= legacy[len(legacy)-1].Seq {
+	res, err := s.Accept(ctx, []floodgate.Intake{fresh})
+	if err != nil || res[0].Err != nil || res[0].Donation().Seq <= legacy[len(legacy)-1].Seq {
 		t.Fatalf("a gift accepted after the upgrade: %+v, %v", res, err)
 	}
+	after := res[0].Donation()
 
-	// A dispatcher carries on.
-	d := dispatch.New(s, provider, dispatch.Options{Rate: 100, GlobalRate: 200, Workers: 4, Queue: 16, Claim: 8,
-		Lease: time.Minute, CallTimeout: 10 * time.Second, ActionTimeout: 24 * time.Hour, ReleaseAllOnStart: single,
-		Poll: 10 * time.Millisecond, DeferWait: 100 * time.Millisecond})
-	if err := d.Start(ctx); err != nil {
+	// A dispatcher carries on, with every service of the dispatch package
+	// wired as serve wires them.
+	control := dispatch.NewControl(s, dispatch.ControlOptions{})
+	link := dispatch.NewLink(s, provider, control, dispatch.LinkOptions{Rate: 100, GlobalRate: 200, CallTimeout: 10 * time.Second})
+	settler := dispatch.NewSettler(s, dispatch.SettlerOptions{})
+	rec := dispatch.NewReconciler(link, dispatch.ReconcilerOptions{})
+	d := dispatch.New(s, dispatch.Parts{Link: link, Settler: settler, Reconciler: rec}, dispatch.Options{Workers: 4, Queue: 16,
+		Claim: 8, Lease: time.Minute, ReleaseAllOnStart: single, Poll: 10 * time.Millisecond, DeferWait: 100 * time.Millisecond})
+	g := startstop.NewGroup(control, link, rec, d)
+	if err := g.Start(ctx); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(d.Stop)
+	t.Cleanup(g.Stop)
 	d.Wake()
 	waitFor := func(id string, status floodgate.DonationStatus) *floodgate.Donation {
 		t.Helper()
@@ -299,13 +306,13 @@ func RunUpgrade(t *testing.T, build LegacyStore, single bool) {
 		t.Fatalf("the gift resumed after the upgrade = %+v; want it settled by %s, made before, at generation %d",
 			resumed, before.ID, orphan.Attempt)
 	}
-	for _, id := range []string{byName[legacyWaiting].ID, res[0].Donation.ID} {
+	for _, id := range []string{byName[legacyWaiting].ID, after.ID} {
 		waitFor(id, floodgate.StatusSucceeded)
 	}
 	if got := waitFor(retrying.ID, floodgate.StatusSucceeded); got.PaymentIntentID != retrying.PaymentIntentID {
 		t.Fatalf("the gift retried after the upgrade = %+v, want its PaymentIntent %s confirmed again", got, retrying.PaymentIntentID)
 	}
-	d.Stop()
+	g.Stop()
 	l := sb.Ledger()
 	if pis := l.ByDonation[orphan.ID]; len(pis) != 1 || pis[0] != before.ID {
 		t.Fatalf("PaymentIntents of the resumed gift: %v, want only %s", pis, before.ID)
@@ -322,21 +329,21 @@ func RunUpgrade(t *testing.T, build LegacyStore, single bool) {
 		t.Fatalf("history of the resumed gift: %+v", hist)
 	}
 	// The totals still agree with the gifts.
-	after, err := s.Totals(ctx, c.ID)
+	tot, err = s.Totals(ctx, c.ID)
 	if err != nil {
 		t.Fatal(err)
 	}
 	var sum floodgate.TotalsDelta
-	for _, l := range append(slices.Clone(legacy), LegacyDonation{Donation: res[0].Donation}) {
+	for _, l := range append(slices.Clone(legacy), LegacyDonation{Donation: after}) {
 		got, err := s.Donation(ctx, l.ID)
 		if err != nil {
 			t.Fatal(err)
 		}
 		sum.Add(totalsOf(got))
 	}
-	if after.Raised != sum.Raised || after.Donations != sum.Donations || after.Pending != sum.Pending ||
-		after.PendingCount != sum.PendingCount || after.Waiting != sum.Waiting {
-		t.Fatalf("totals %+v, the gifts add up to %+v", after, sum)
+	if tot.Raised != sum.Raised || tot.Donations != sum.Donations || tot.Pending != sum.Pending ||
+		tot.PendingCount != sum.PendingCount || tot.Waiting != sum.Waiting {
+		t.Fatalf("totals %+v, the gifts add up to %+v", tot, sum)
 	}
 }
 

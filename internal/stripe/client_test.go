@@ -37,6 +37,9 @@ func start(tb testing.TB, opts sandbox.Options) (*sandbox.Server, *fgstripe.Clie
 		tb.Fatal(err)
 	}
 	tb.Cleanup(func() { _ = s.Close() })
+	if err := s.Start(context.Background()); err != nil {
+		tb.Fatal(err)
+	}
 	ts := httptest.NewServer(s)
 	tb.Cleanup(ts.Close)
 	return s, client(tb, ts.URL, key), c, ts.URL
