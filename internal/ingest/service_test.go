@@ -31,8 +31,10 @@ func newService(tb testing.TB, guard *Guard) (*Service, floodgate.Store, *clockt
 	if err := store.CreateCampaign(ctx, c); err != nil {
 		tb.Fatal(err)
 	}
+	// The manual clock times the campaign cache and the limits; a batch
+	// still closes on real time, or no Donate would return.
 	s, err := New(ctx, store, Options{Clock: clock, Guard: guard,
-		Batch: BatcherOptions{MaxBatch: 256, MaxWait: time.Millisecond, Queue: 4096}})
+		Batch: BatcherOptions{MaxBatch: 256, MaxWait: time.Millisecond, Queue: 4096, Clock: floodgate.SystemClock{}}})
 	if err != nil {
 		tb.Fatal(err)
 	}
