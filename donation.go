@@ -72,10 +72,13 @@ type Declaration struct {
 	Postcode    string `json:"postcode,omitempty"`
 }
 
-// Donation is one gift, from acceptance to settlement.
+// Donation is one gift, from acceptance to settlement. What the donor gave
+// is the donation's own; how it is being paid (status, key generation,
+// PaymentIntent, claim, reversals) is its payment order's, read with it.
 type Donation struct {
 	ID string
-	// Seq is the place in the one global line, assigned at acceptance.
+	// Seq is the place in the one global line, assigned at acceptance; the
+	// donation's order shares it.
 	Seq            int64
 	CampaignID     string
 	IdempotencyKey string
@@ -93,32 +96,23 @@ type Donation struct {
 	// ClientAddr is the address the request came from (for abuse limits).
 	ClientAddr string
 
-	Status DonationStatus
-	// Attempt counts idempotency-key generations: the provider key for this
-	// donation's charge is derived from (ID, Attempt). It changes only when
-	// the donor brings another payment method or a consistent lookup proved
-	// that no payment exists for the old key.
-	Attempt int
-	// KeySince is when the current key was first sent; a key is surely
-	// retained by the provider for 20 hours after it.
+	// OrderID is the payment order that pays for the gift. The fields
+	// from Status to Disputed, and UpdatedAt, are that order's, each as
+	// PaymentOrder says; PaymentMethod is its current one. Refunded and
+	// Disputed come off the campaign's raised.
+	OrderID         string
+	Status          DonationStatus
+	Attempt         int
 	KeySince        *time.Time
 	PaymentIntentID string
 	ClientSecret    string
-	// NextAction is the provider's next_action object, raw JSON.
-	NextAction json.RawMessage
-	// FailureCode is generic (card_declined, expired_card, ...), never a
-	// fraud signal.
-	FailureCode string
-	// ActionSince is when the gift entered requires_action.
-	ActionSince *time.Time
-	// ClaimedBy and LeaseUntil say which dispatcher holds a processing gift.
-	ClaimedBy  string
-	LeaseUntil *time.Time
-
-	// Refunded and Disputed are what the provider took back from a
-	// succeeded gift (cumulative); both come off the campaign's raised.
-	Refunded int64
-	Disputed int64
+	NextAction      json.RawMessage
+	FailureCode     string
+	ActionSince     *time.Time
+	ClaimedBy       string
+	LeaseUntil      *time.Time
+	Refunded        int64
+	Disputed        int64
 
 	CreatedAt time.Time
 	UpdatedAt time.Time
@@ -136,19 +130,8 @@ const (
 // disputed.
 func (d *Donation) Net() int64 { return d.Amount - min(d.Amount, d.Refunded+d.Disputed) }
 
-// DeltaOf is Delta for a stored donation moving to status to: pending
-// counts its whole amount, raised only its net (a reversal may have been
-// recorded before the success).
-func DeltaOf(d *Donation, to DonationStatus) TotalsDelta {
-	delta := Delta(d.Status, to, d.Amount)
-	if reversed := d.Amount - d.Net(); reversed > 0 {
-		net := Delta(d.Status, to, d.Net())
-		delta.Raised = net.Raised
-	}
-	return delta
-}
-
-// StatusChange is one line of a donation's history.
+// StatusChange is one line of a payment order's history: a donation's
+// history is its order's.
 type StatusChange struct {
 	Status      DonationStatus
 	At          time.Time
@@ -205,3 +188,30 @@ func (d *TotalsDelta) Add(e TotalsDelta) {
 
 // Zero reports whether d changes nothing.
 func (d TotalsDelta) Zero() bool { return d == TotalsDelta{} }
+
+// NewOrder is the payment order made for d when it is accepted at at:
+// waiting in line at d's place, to be charged d's amount with d's payment
+// method, in the current request format.
+func NewOrder(d *Donation, at time.Time) PaymentOrder {
+	return PaymentOrder{ID: OrderIDOf(d.ID), Seq: d.Seq, Kind: KindDonation, PaysFor: d.ID, CampaignID: d.CampaignID,
+		Amount: d.Amount, Currency: d.Currency, PaymentMethod: d.PaymentMethod, ClientAddr: d.ClientAddr,
+		Status: StatusAccepted, Format: CurrentFormat, CreatedAt: at, UpdatedAt: at}
+}
+
+// Accepted sets d, given its place in line, as a store answers a gift it
+// accepts at at: waiting with its new order (NewOrder).
+func (d *Donation) Accepted(at time.Time) {
+	o := NewOrder(d, at)
+	d.CreatedAt = at
+	d.ShowOrder(&o)
+}
+
+// ShowOrder sets d's payment fields to its order o's: a donation as a
+// store answers it.
+func (d *Donation) ShowOrder(o *PaymentOrder) {
+	d.OrderID, d.PaymentMethod, d.ClientAddr, d.Status = o.ID, o.PaymentMethod, o.ClientAddr, o.Status
+	d.Attempt, d.KeySince, d.PaymentIntentID, d.ClientSecret = o.Attempt, o.KeySince, o.PaymentIntentID, o.ClientSecret
+	d.NextAction, d.FailureCode, d.ActionSince = o.NextAction, o.FailureCode, o.ActionSince
+	d.ClaimedBy, d.LeaseUntil = o.ClaimedBy, o.LeaseUntil
+	d.Refunded, d.Disputed, d.UpdatedAt = o.Refunded, o.Disputed, o.UpdatedAt
+}

@@ -12,6 +12,7 @@ import (
 const (
 	DonationIDPrefix = "don_"
 	EntryIDPrefix    = "ent_"
+	OrderIDPrefix    = "po_"
 )
 
 const idAlphabet = "0123456789abcdefghjkmnpqrstvwxyz"

@@ -48,36 +48,46 @@ type Payment struct {
 	Created     time.Time
 }
 
-// DonationID is the metadata.donation_id floodgate sets on every payment.
-func (p *Payment) DonationID() string { return p.Metadata["donation_id"] }
+// DonationID is the donation a payment's metadata names (MetaDonation).
+func (p *Payment) DonationID() string { return p.Metadata[MetaDonation] }
 
-// ChargeRequest asks for one gift to be charged.
+// ChargeRequest asks for one payment order to be charged; the order makes
+// it (PaymentOrder.ChargeRequest).
 type ChargeRequest struct {
-	DonationID string
-	// PaymentIntentID, when set, names the donation's existing
+	// PaymentIntentID, when set, names the order's existing
 	// PaymentIntent, to be confirmed again with PaymentMethod (after a
 	// decline). Otherwise a PaymentIntent is created with confirm=true.
 	PaymentIntentID string
 	Amount          int64
 	Currency        string
 	PaymentMethod   string
-	// IdempotencyKey is derived from the donation id and key generation:
+	// IdempotencyKey is derived from the order and its key generation:
 	// the same request sent again can never charge twice.
 	IdempotencyKey string
 	Description    string
-	Metadata       map[string]string
+	// Metadata names what the payment is for (see RefOf); a created
+	// PaymentIntent carries it.
+	Metadata map[string]string
 }
 
-// PaymentQuery lists payments created in a window, to find the one a
-// donation may have made when an answer was lost.
+// PaymentQuery lists payments created in a window, to find the one an
+// order may have made when an answer was lost.
 type PaymentQuery struct {
 	CreatedFrom time.Time
 	CreatedTo   time.Time
-	// DonationID, when set, keeps only payments whose metadata names it.
-	DonationID string
+	// Metadata, when set, keeps only payments whose metadata holds each of
+	// its pairs (an order's Lookup).
+	Metadata map[string]string
 	// After is the cursor: the Last of the previous page ("" for the first).
 	After string
 }
+
+// Matches reports whether p is one q keeps by its metadata.
+func (q PaymentQuery) Matches(p *Payment) bool { return matches(p.Metadata, q.Metadata) }
+
+// DonationLookup is the query metadata of a donation's payments: every
+// payment made for donation id carries it.
+func DonationLookup(id string) map[string]string { return map[string]string{MetaDonation: id} }
 
 // PaymentPage is one page of a PaymentQuery, newest first.
 type PaymentPage struct {
@@ -218,8 +228,8 @@ type ProviderEvent struct {
 	// amount.
 	Amount   int64
 	Currency string
-	// DonationID is metadata.donation_id when the object carries it.
-	DonationID string
+	// Metadata is the object's metadata: what it pays for (see RefOf).
+	Metadata map[string]string
 }
 
 // Why an event was refused by an EventParser.

@@ -26,16 +26,21 @@ func (r AcceptResult) Donation() *Donation {
 	return d
 }
 
-// Settlement is what a dispatcher or webhook learned about a donation's
+// Settlement is what a dispatcher or webhook learned about an order's
 // payment. ApplySettlement decides what it does: it applies only if the
-// donation may move from its current status to Status (see CanMove);
-// otherwise the store returns the donation unchanged and ESTATE.
+// order may move from its current status to Status (see CanMove) and, when
+// made under a claim, while that claim still holds the order; otherwise
+// the store returns the order unchanged and ESTATE.
 type Settlement struct {
-	DonationID string
-	Status     DonationStatus
-	// From, when not empty, further restricts the statuses the donation may
+	OrderID string
+	// Token, when not zero, is the fencing token of the claim the
+	// settlement was made under (a dispatcher's charge); zero for what the
+	// provider reports by itself (a webhook) or a timeout.
+	Token  int64
+	Status OrderStatus
+	// From, when not empty, further restricts the statuses the order may
 	// be in for the settlement to apply.
-	From            []DonationStatus
+	From            []OrderStatus
 	PaymentIntentID string
 	ClientSecret    string
 	NextAction      []byte
@@ -44,11 +49,11 @@ type Settlement struct {
 	At              time.Time
 }
 
-// Backlog describes the line of gifts waiting to be charged.
+// Backlog describes the line of orders waiting to be charged.
 type Backlog struct {
-	// Waiting is the number of donations in status accepted.
+	// Waiting is the number of orders in status accepted.
 	Waiting int64
-	// HeadSeq is the smallest Seq waiting (0 when none): a donation's place
+	// HeadSeq is the smallest Seq waiting (0 when none): an order's place
 	// in line is close to Seq - HeadSeq.
 	HeadSeq int64
 	// Oldest is when the head of the line was accepted.
@@ -81,12 +86,12 @@ type Campaigns interface {
 // Intakes makes accepted intakes durable: the accept path's one writer.
 type Intakes interface {
 	// Accept stores a batch of intakes of any kinds in one durable
-	// transaction (fsync before it returns) and returns one result per
-	// item, in order. Each kind is stored its own way; a key already held
-	// is answered by Replay; an item refused alone (its result's Err) does
-	// not fail the others. IDs, Seq and CreatedAt of new intakes are set by
-	// the store. An error means nothing of the batch was kept. Called by
-	// the ingest batcher only.
+	// transaction (fsync before it returns), each new one with its payment
+	// order, and returns one result per item, in order. Each kind is
+	// stored its own way; a key already held is answered by Replay; an item
+	// refused alone (its result's Err) does not fail the others. IDs, Seq
+	// and CreatedAt of new intakes are set by the store. An error means
+	// nothing of the batch was kept. Called by the ingest batcher only.
 	Accept(ctx context.Context, items []Intake) ([]AcceptResult, error)
 	// DonationByKey returns the donation holding an idempotency key in a
 	// campaign. ENOTFOUND. The accept path asks it only when a new gift is
@@ -97,69 +102,93 @@ type Intakes interface {
 
 // Ledger reads donations and their history.
 type Ledger interface {
-	// Donation returns one donation. ENOTFOUND.
+	// Donation returns one donation with its order's state. ENOTFOUND.
 	Donation(ctx context.Context, id string) (*Donation, error)
-	// DonationByPaymentIntent returns the donation a PaymentIntent was
-	// recorded for. ENOTFOUND.
-	DonationByPaymentIntent(ctx context.Context, paymentIntentID string) (*Donation, error)
-	// History returns a donation's status changes, oldest first.
+	// History returns a donation's status changes (its order's history),
+	// oldest first. ENOTFOUND.
 	History(ctx context.Context, id string) ([]StatusChange, error)
 }
 
-// Line is the line of gifts waiting to be charged and every state change
-// made to them: claims and leases for the dispatcher, the outcomes it and
-// the provider's webhooks report, and the donor's own cancel and retry.
+// Line is the line of payment orders waiting to be charged and every
+// change made to them: claims and leases for the dispatcher, the outcomes
+// it and the provider's webhooks report, and the donor's own cancel and
+// retry.
+//
+// Leases and fencing are judged on the store's clock: the database's
+// (PostgreSQL's clock, the same for every node) or, for a store only one
+// process opens (SQLite), that process's clock.
 type Line interface {
-	// Backlog describes the line of waiting donations; it is cheap (index
+	// Backlog describes the line of waiting orders; it is cheap (index
 	// look-ups only) whatever the line's length.
 	Backlog(ctx context.Context) (Backlog, error)
-	// ClaimDonations moves up to n donations to processing for owner, in
-	// line order, with a lease until now+lease. Donations already
-	// processing whose lease has expired (their dispatcher died) come
-	// first, unchanged: they resume with the same key. A claimed donation
-	// with no KeySince gets KeySince = now.
-	ClaimDonations(ctx context.Context, owner string, n int, now time.Time, lease time.Duration) ([]*Donation, error)
-	// ExtendLeases renews every lease owner holds to until.
-	ExtendLeases(ctx context.Context, owner string, until time.Time) error
-	// ReleaseLeases lets other dispatchers resume owner's donations at once
-	// (a clean shutdown). An empty owner releases every lease: a single-node
-	// store does that at start-up, after a crash, when no other dispatcher
-	// can be alive.
-	ReleaseLeases(ctx context.Context, owner string) error
-	// Defer gives up owner's claim on a processing donation until until:
-	// it keeps its status and key, and any dispatcher resumes it after
-	// that time. ESTATE unless processing and claimed by owner (a
-	// dispatcher whose lease lapsed must not free another's claim).
-	Defer(ctx context.Context, owner, id string, until time.Time) error
-	// NewKeyGeneration moves a processing donation to the next key
+	// Order returns one payment order. ENOTFOUND.
+	Order(ctx context.Context, id string) (*PaymentOrder, error)
+	// OrderOf returns the order of kind that pays for paysFor (a donation
+	// id). ENOTFOUND.
+	OrderOf(ctx context.Context, kind OrderKind, paysFor string) (*PaymentOrder, error)
+	// OrderByPaymentIntent returns the order a PaymentIntent was recorded
+	// for. ENOTFOUND.
+	OrderByPaymentIntent(ctx context.Context, paymentIntentID string) (*PaymentOrder, error)
+	// ClaimOrders moves up to n orders to processing for owner, in line
+	// order, with a lease of lease from the store's clock, each under a
+	// new fencing token. Orders already processing whose lease has run
+	// out (their dispatcher died, or gave them up until then) come first:
+	// they are taken over under a new token and resume with the same key.
+	// A claimed order with no KeySince gets KeySince = the claim's time,
+	// the instant its lease starts from.
+	ClaimOrders(ctx context.Context, owner string, n int, lease time.Duration) ([]*PaymentOrder, error)
+	// ExtendClaims renews, to lease from the store's clock, each claim
+	// that still holds its order (see PaymentOrder.Held), and returns how
+	// many did; a claim no longer held is left alone.
+	ExtendClaims(ctx context.Context, claims []Claim, lease time.Duration) (int, error)
+	// ReleaseClaims lets other dispatchers resume the orders these claims
+	// still hold at once (a clean shutdown); a claim no longer held is
+	// left alone.
+	ReleaseClaims(ctx context.Context, claims []Claim) error
+	// TakeBackClaims ends every claim at once: each processing order's
+	// lease runs out now, under a new fencing token, so that nothing a
+	// former holder sends applies. A single-node store does that at
+	// start-up, after a crash, when no other dispatcher can be alive.
+	TakeBackClaims(ctx context.Context) error
+	// Defer gives up claim c until wait from the store's clock, as
+	// ApplyDefer decides: the order keeps its status and key, and any
+	// dispatcher resumes it after that time. ENOTFOUND; ESTATE unless
+	// processing and held by c.
+	Defer(ctx context.Context, c Claim, wait time.Duration) error
+	// NewKeyGeneration moves a processing order held by c to the next key
 	// generation (Attempt+1, KeySince = now), after a consistent lookup
 	// proved that no payment exists for the current key, or found a
-	// PaymentIntent that still awaits a confirmation: paymentIntentID, when
-	// not empty, is recorded as the donation's; ApplyNewKeyGeneration
-	// decides. ESTATE unless processing with attempt equal to from and
-	// claimed by owner.
-	NewKeyGeneration(ctx context.Context, owner, id string, from int, paymentIntentID string, now time.Time) (*Donation, error)
-	// Settle applies s as ApplySettlement decides, with the totals and the
-	// history, in one transaction, and returns the donation as it now is;
-	// a zero s.At means now. ENOTFOUND; ESTATE (with the unchanged
-	// donation) when the move is not allowed.
-	Settle(ctx context.Context, s Settlement) (*Donation, error)
-	// Reverse records money the provider took back from a donation, total
+	// PaymentIntent that still awaits a confirmation: paymentIntentID,
+	// when not empty, is recorded as the order's; ApplyNewKeyGeneration
+	// decides. ENOTFOUND; ESTATE unless processing with attempt equal to
+	// from and held by c.
+	NewKeyGeneration(ctx context.Context, c Claim, from int, paymentIntentID string, now time.Time) (*PaymentOrder, error)
+	// Settle applies s as ApplySettlement decides, with its effect and the
+	// history, in one transaction, and returns the order as it now is; a
+	// zero s.At means now. ENOTFOUND; ESTATE (with the unchanged order)
+	// when the move is not allowed, or when s was made under a claim that
+	// no longer holds the order: then the late result is recorded as a
+	// history line, and nothing else changes.
+	Settle(ctx context.Context, s Settlement) (*PaymentOrder, error)
+	// Reverse records money the provider took back from an order, total
 	// being the cumulative amount refunded (or disputed) so far, as
-	// ApplyReversal decides, with its totals and a history line in one
+	// ApplyReversal decides, with its effect and a history line in one
 	// transaction. Replays and out-of-order reports change nothing.
-	// ENOTFOUND; ESTATE (with the unchanged donation) when the report
-	// changes nothing; EINVALID for an unknown kind.
-	Reverse(ctx context.Context, id string, kind Reversal, total int64, at time.Time) (*Donation, error)
-	// ActionExpired returns up to n donations in requires_action since
+	// ENOTFOUND; ESTATE (with the unchanged order) when the report changes
+	// nothing; EINVALID for an unknown kind.
+	Reverse(ctx context.Context, orderID string, kind Reversal, total int64, at time.Time) (*PaymentOrder, error)
+	// ActionExpired returns up to n orders in requires_action since
 	// before.
-	ActionExpired(ctx context.Context, before time.Time, n int) ([]*Donation, error)
+	ActionExpired(ctx context.Context, before time.Time, n int) ([]*PaymentOrder, error)
 	// CancelDonation cancels a donation still waiting (accepted), as
-	// ApplyCancel decides. ENOTFOUND; ESTATE in any other status.
+	// ApplyCancel decides for its order, and returns the donation as it
+	// now is (as it was, with ESTATE). ENOTFOUND; ESTATE in any other
+	// status.
 	CancelDonation(ctx context.Context, id string, now time.Time) (*Donation, error)
 	// ReplacePaymentMethod puts a failed donation back in line, at its old
 	// place, with a new payment method and a new key generation, as
-	// ApplyPaymentMethod decides. ENOTFOUND; ESTATE unless failed.
+	// ApplyPaymentMethod decides for its order. ENOTFOUND; ESTATE unless
+	// failed.
 	ReplacePaymentMethod(ctx context.Context, id, paymentMethod string, now time.Time) (*Donation, error)
 }
 
@@ -194,8 +223,9 @@ type CardBlocks interface {
 	FingerprintsBlockedSince(ctx context.Context, since time.Time) (int, error)
 }
 
-// Store keeps campaigns, donations and totals. The accepted donation IS the
-// queue: nothing acknowledged lives only in memory.
+// Store keeps campaigns, donations, their payment orders and totals. The
+// accepted donation's order IS the queue: nothing acknowledged lives only
+// in memory.
 type Store interface {
 	Campaigns
 	Intakes

@@ -199,7 +199,7 @@ func BenchmarkAcceptMillionDonors(b *testing.B) {
 	m := startLimitedNode(b)
 	const sample = 10_000
 	first, _ := loadFrom(b, m, sample, 256, 0)
-	d := &floodgate.Donation{Status: floodgate.StatusSucceeded}
+	d := &floodgate.PaymentOrder{Status: floodgate.StatusSucceeded}
 	for i := sample; i < 1_000_000+sample; i++ {
 		d.ClientAddr = donorIP(i)
 		if _, err := m.Guard.Allow(d.ClientAddr, fmt.Sprintf("donor%d@example.org", i)); err != nil {

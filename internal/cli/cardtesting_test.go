@@ -216,7 +216,7 @@ func TestLimitsNeverRefuseAReplay(t *testing.T) {
 				}
 			})
 			for range 10 { // this client's address is suspect
-				m.Guard.Learn(&floodgate.Donation{ClientAddr: "127.0.0.1", Status: floodgate.StatusFailed, FailureCode: "card_declined"})
+				m.Guard.Learn(&floodgate.PaymentOrder{ClientAddr: "127.0.0.1", Status: floodgate.StatusFailed, FailureCode: "card_declined"})
 			}
 			c := newClient(t, m)
 			key, body := freshKey(), gift(1500, "pm_card_visa")

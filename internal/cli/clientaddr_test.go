@@ -20,7 +20,7 @@ import (
 // makeSuspect teaches the node's guard that addr's cards are declined.
 func makeSuspect(m *Main, addr string) {
 	for range m.Config.AddressDeclineLimit {
-		m.Guard.Learn(&floodgate.Donation{ClientAddr: addr, Status: floodgate.StatusFailed, FailureCode: "card_declined"})
+		m.Guard.Learn(&floodgate.PaymentOrder{ClientAddr: addr, Status: floodgate.StatusFailed, FailureCode: "card_declined"})
 	}
 }
 

@@ -215,7 +215,7 @@ func TestLoadLimitsWarning(t *testing.T) {
 	m := startMain(t, func(c *config.Config) { c.AddressLimit = limit })
 	// Far more declines than the run's few accepted gifts can outnumber.
 	for range 1000 {
-		m.Guard.Learn(&floodgate.Donation{ClientAddr: "127.0.0.1", Status: floodgate.StatusFailed, FailureCode: "card_declined"})
+		m.Guard.Learn(&floodgate.PaymentOrder{ClientAddr: "127.0.0.1", Status: floodgate.StatusFailed, FailureCode: "card_declined"})
 	}
 	if !m.Guard.Suspect("127.0.0.1") {
 		t.Fatal("the generator's address is not suspect")

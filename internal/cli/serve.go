@@ -280,7 +280,7 @@ func (m *Main) dispatchServices(store floodgate.Store, provider floodgate.Provid
 	link := dispatch.NewLink(store, provider, m.Control, dispatch.LinkOptions{Rate: cfg.ProviderRate, GlobalRate: cfg.ProviderGlobalRate,
 		SharedBudgets: !single, CallTimeout: cfg.ProviderTimeout, Clock: clock, Logger: log, Metrics: met})
 	settler := dispatch.NewSettler(store, dispatch.SettlerOptions{Policy: policy, Clock: clock, Logger: log, Metrics: met,
-		Settled: func(*floodgate.Donation) { m.hub.Notify() },
+		Settled: func(*floodgate.PaymentOrder) { m.hub.Notify() },
 		// The card-testing defence learns every charge's outcome by
 		// client address.
 		Outcome: m.Guard.Learn,
@@ -288,7 +288,7 @@ func (m *Main) dispatchServices(store floodgate.Store, provider floodgate.Provid
 	reconciler := dispatch.NewReconciler(link, dispatch.ReconcilerOptions{Policy: policy, Clock: clock, Logger: log, Metrics: met})
 	cards := dispatch.NewCardGuard(store, link, settler, dispatch.CardGuardOptions{Block: cfg.CardBlock, Arm: cfg.CardTestingArm,
 		// Gifts from suspect addresses are screened before they are sent.
-		Screen: func(d *floodgate.Donation) bool { return m.Guard.Screen(d.ClientAddr) },
+		Screen: func(o *floodgate.PaymentOrder) bool { return m.Guard.Screen(o.ClientAddr) },
 		Clock:  clock, Logger: log, Metrics: met})
 	m.webhooks = dispatch.NewWebhooks(store, settler, dispatch.WebhooksOptions{Clock: clock, Logger: log})
 	expirer := dispatch.NewExpirer(store, link, settler, dispatch.ExpirerOptions{ActionTimeout: cfg.ActionTimeout, Clock: clock, Logger: log})

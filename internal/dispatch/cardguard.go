@@ -24,7 +24,7 @@ type CardGuardOptions struct {
 	// Screen, when set, is asked before a gift that never reached the
 	// provider is charged; false fails it unsent (its client address is
 	// suspect and past its allowance).
-	Screen func(d *floodgate.Donation) bool
+	Screen func(o *floodgate.PaymentOrder) bool
 	Clock  floodgate.Clock
 	Logger *slog.Logger
 	// Metrics may be nil.
@@ -142,7 +142,7 @@ func (g *CardGuard) refreshArmed(ctx context.Context) {
 // or its card blocked: gifts queued before an address turned suspect
 // would otherwise all reach the provider. The donor may bring another
 // card, which is limited as a new gift is.
-func (g *CardGuard) Refuse(ctx context.Context, don *floodgate.Donation) bool {
+func (g *CardGuard) Refuse(ctx context.Context, don *floodgate.PaymentOrder) bool {
 	if g.opts.Screen != nil && !g.opts.Screen(don) {
 		g.refuseUnsent(ctx, don, "address", "processing_error",
 			"refused: too many attempts from a suspect address (card-testing defence, address); never sent")
@@ -156,7 +156,7 @@ func (g *CardGuard) Refuse(ctx context.Context, don *floodgate.Donation) bool {
 // ends failed with a generic code, and the donor may bring another card.
 // A failed look-up lets the charge go (a provider hiccup must not refuse
 // donors).
-func (g *CardGuard) cardBlocked(ctx context.Context, don *floodgate.Donation) bool {
+func (g *CardGuard) cardBlocked(ctx context.Context, don *floodgate.PaymentOrder) bool {
 	if g.opts.Block <= 0 || !g.armed.Load() {
 		return false
 	}
@@ -174,12 +174,13 @@ func (g *CardGuard) cardBlocked(ctx context.Context, don *floodgate.Donation) bo
 
 // refuseUnsent fails a gift that never reached the provider, for the
 // card-testing defence's reason, with a failure code the donor may see
-// and a history note that says it was never sent.
-func (g *CardGuard) refuseUnsent(ctx context.Context, don *floodgate.Donation, reason, code, note string) {
+// and a history note that says it was never sent, under the claim the
+// charger holds.
+func (g *CardGuard) refuseUnsent(ctx context.Context, don *floodgate.PaymentOrder, reason, code, note string) {
 	if g.opts.Metrics != nil {
 		g.opts.Metrics.Blocked.WithLabelValues(reason).Inc()
 	}
-	g.log.Info("dispatch: gift refused, never sent (card-testing defence)", "donation", don.ID, "reason", reason)
-	g.settler.settle(ctx, floodgate.Settlement{DonationID: don.ID, Status: floodgate.StatusFailed, FailureCode: code,
+	g.log.Info("dispatch: gift refused, never sent (card-testing defence)", "order", don.ID, "reason", reason)
+	g.settler.settle(ctx, floodgate.Settlement{OrderID: don.ID, Token: don.Token, Status: floodgate.StatusFailed, FailureCode: code,
 		Note: note, At: g.opts.Clock.Now()})
 }

@@ -9,9 +9,10 @@ import (
 	"github.com/floodgate/floodgate"
 )
 
-// charge is one gift in a worker's hands, and what its charge has spent.
+// charge is one payment order in a worker's hands, and what its charge
+// has spent.
 type charge struct {
-	don *floodgate.Donation
+	don *floodgate.PaymentOrder
 	// tries counts the sends of the current key that failed.
 	tries int
 	// generations counts the new keys lookups led to in this charge.
@@ -23,9 +24,9 @@ type charge struct {
 	cause  error
 }
 
-// charge drives one donation from step to step until it is settled, put
-// off, or the dispatcher stops (then it keeps its key and resumes later).
-func (d *Dispatcher) charge(ctx context.Context, don *floodgate.Donation) {
+// charge drives one order from step to step until it is settled, put off,
+// or the dispatcher stops (then it keeps its key and resumes later).
+func (d *Dispatcher) charge(ctx context.Context, don *floodgate.PaymentOrder) {
 	if d.screen != nil && d.neverSent(don) && d.screen.Refuse(ctx, don) {
 		return
 	}
@@ -42,7 +43,7 @@ func (d *Dispatcher) charge(ctx context.Context, don *floodgate.Donation) {
 // the key's first use with the claim's time, which is where the lease
 // starts; a resumed gift keeps the time its key was first used, earlier
 // than any lease it is claimed under again.
-func (d *Dispatcher) neverSent(don *floodgate.Donation) bool {
+func (d *Dispatcher) neverSent(don *floodgate.PaymentOrder) bool {
 	return don.PaymentIntentID == "" && don.KeySince != nil && don.LeaseUntil != nil &&
 		don.LeaseUntil.Sub(*don.KeySince) == d.opts.Lease
 }
@@ -66,11 +67,15 @@ func (d *Dispatcher) next(ctx context.Context, c *charge, s step) step {
 	case stepNewKey:
 		return d.newKey(ctx, c, s.pi)
 	case stepSettle:
-		d.settler.settle(ctx, s.settle)
+		// A worker's settlement is made under its claim: it applies only
+		// while the claim holds the order.
+		st := s.settle
+		st.Token = c.don.Token
+		d.settler.settle(ctx, st)
 	case stepDefer:
 		d.deferDonation(ctx, c.don, s.wait)
 	case stepStray:
-		d.log.Error("dispatch: incident: a PaymentIntent in a status floodgate never asks for", "donation", c.don.ID,
+		d.log.Error("dispatch: incident: a PaymentIntent in a status floodgate never asks for", "order", c.don.ID,
 			"payment_intent", s.payment.ID, "status", s.payment.Status)
 		d.deferDonation(ctx, c.don, 10*d.opts.DeferWait)
 	}
@@ -89,12 +94,7 @@ func (d *Dispatcher) send(ctx context.Context, c *charge) step {
 		now := d.opts.Clock.Now()
 		don.KeySince = &now
 	}
-	req := floodgate.ChargeRequest{
-		DonationID: don.ID, PaymentIntentID: don.PaymentIntentID, Amount: don.Amount, Currency: don.Currency,
-		PaymentMethod: don.PaymentMethod, IdempotencyKey: key(don),
-		Description: "Donation " + don.ID + " to " + don.CampaignID,
-		Metadata:    map[string]string{"campaign": don.CampaignID},
-	}
+	req := don.ChargeRequest()
 	p, err := d.link.charge(ctx, req, don.KeySince.Add(d.opts.Policy.KeyRetention))
 	if err == nil {
 		return step{kind: stepPayment, payment: p}
@@ -111,12 +111,12 @@ func (d *Dispatcher) send(ctx context.Context, c *charge) step {
 			d.screen.Declined(ctx, pe.Payment.Fingerprint, pe.Code, pe.DeclineCode)
 		}
 		if errors.As(err, &pe) && pe.Kind != floodgate.ProviderCard {
-			d.log.Error("dispatch: provider refused a charge request", "donation", don.ID, "err", err)
+			d.log.Error("dispatch: provider refused a charge request", "order", don.ID, "err", err)
 		}
 	case Hold:
-		d.log.Error("dispatch: the provider refuses our credentials; charging is held", "donation", don.ID, "err", err)
+		d.log.Error("dispatch: the provider refuses our credentials; charging is held", "order", don.ID, "err", err)
 	case RetrySame:
-		d.log.Debug("dispatch: retrying with the same key", "donation", don.ID, "class", dec.Class, "wait", dec.Wait, "err", err)
+		d.log.Debug("dispatch: retrying with the same key", "order", don.ID, "class", dec.Class, "wait", dec.Wait, "err", err)
 	}
 	if next.kind == stepCharge {
 		if dec.SlowDown {
@@ -137,7 +137,7 @@ func (d *Dispatcher) poll(ctx context.Context, c *charge, s step) step {
 	p, err := d.link.payment(ctx, s.payment.ID)
 	if err != nil {
 		if ctx.Err() == nil {
-			d.log.Warn("dispatch: retrieving a processing payment failed", "donation", c.don.ID, "err", err)
+			d.log.Warn("dispatch: retrieving a processing payment failed", "order", c.don.ID, "err", err)
 		}
 		p = s.payment
 	}
@@ -150,17 +150,17 @@ func (d *Dispatcher) poll(ctx context.Context, c *charge, s step) step {
 // held undecided.
 func (d *Dispatcher) newKey(ctx context.Context, c *charge, pi string) step {
 	don := c.don
-	nd, err := d.store.NewKeyGeneration(ctx, d.opts.Owner, don.ID, don.Attempt, pi, d.opts.Clock.Now())
+	nd, err := d.store.NewKeyGeneration(ctx, don.Claim(), don.Attempt, pi, d.opts.Clock.Now())
 	if err != nil {
 		if pi != "" {
-			d.log.Error("dispatch: recording a PaymentIntent to confirm failed", "donation", don.ID, "payment_intent", pi, "err", err)
+			d.log.Error("dispatch: recording a PaymentIntent to confirm failed", "order", don.ID, "payment_intent", pi, "err", err)
 		} else {
-			d.log.Error("dispatch: new key generation failed", "donation", don.ID, "err", err)
+			d.log.Error("dispatch: new key generation failed", "order", don.ID, "err", err)
 		}
 		return step{kind: stepDefer}
 	}
 	if pi == "" {
-		d.log.Info("dispatch: no payment exists; charging with a new key", "donation", don.ID, "attempt", nd.Attempt)
+		d.log.Info("dispatch: no payment exists; charging with a new key", "order", don.ID, "attempt", nd.Attempt)
 	}
 	c.don, c.tries = nd, 0
 	class := c.lookup
@@ -171,25 +171,25 @@ func (d *Dispatcher) newKey(ctx context.Context, c *charge, pi string) step {
 	c.generations++
 	next := afterLookupKey(d.opts.Policy, nd, c.generations, class, rand.Float64(), d.opts.Clock.Now())
 	if next.kind == stepSettle {
-		d.log.Error("dispatch: giving up after repeated unknown outcomes with no payment", "donation", nd.ID, "err", c.cause)
+		d.log.Error("dispatch: giving up after repeated unknown outcomes with no payment", "order", nd.ID, "err", c.cause)
 	}
 	return next
 }
 
-// deferDonation gives the donation's claim up for wait (0: DeferWait). A
+// deferDonation gives the order's claim up for wait (0: DeferWait). A
 // failed store write is retried: this dispatcher keeps extending the
 // leases of what it claimed, so a claim it dropped unrecorded would never
-// lapse. On shutdown, releasing the leases frees it instead.
-func (d *Dispatcher) deferDonation(ctx context.Context, don *floodgate.Donation, wait time.Duration) {
+// lapse. On shutdown, releasing the claims frees it instead.
+func (d *Dispatcher) deferDonation(ctx context.Context, don *floodgate.PaymentOrder, wait time.Duration) {
 	if wait <= 0 {
 		wait = d.opts.DeferWait
 	}
 	err := d.settler.persist(ctx, "deferring", don.ID, func() error {
-		return d.store.Defer(context.WithoutCancel(ctx), d.opts.Owner, don.ID, d.opts.Clock.Now().Add(wait))
+		return d.store.Defer(context.WithoutCancel(ctx), don.Claim(), wait)
 	})
 	if floodgate.ErrorCode(err) == floodgate.ESTATE {
 		// Settled meanwhile (a webhook), or no longer this dispatcher's:
 		// nothing to give up.
-		d.log.Debug("dispatch: nothing to defer", "donation", don.ID, "err", err)
+		d.log.Debug("dispatch: nothing to defer", "order", don.ID, "err", err)
 	}
 }

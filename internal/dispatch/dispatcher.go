@@ -19,19 +19,20 @@ type Options struct {
 	Owner string
 	// Workers bounds provider calls in flight.
 	Workers int
-	// Queue bounds claimed donations held in memory.
+	// Queue bounds claimed orders held in memory.
 	Queue int
-	// Claim bounds donations claimed per store round trip.
+	// Claim bounds orders claimed per store round trip.
 	Claim int
-	// Lease is how long a claimed donation is held before another
-	// dispatcher may resume it.
+	// Lease is how long a claimed order is held (on the store's clock)
+	// before another dispatcher may take it over.
 	Lease time.Duration
 	// DeferWait is how long a gift whose outcome could not be established
 	// (the provider did not answer a lookup) waits before any dispatcher
 	// looks at it again.
 	DeferWait time.Duration
-	// ReleaseAllOnStart resumes every processing donation at once: right
-	// for a single-node store, where no other dispatcher can be alive.
+	// ReleaseAllOnStart takes every claim back at start (each processing
+	// order resumes at once, under a new token): right for a single-node
+	// store, where no other dispatcher can be alive.
 	ReleaseAllOnStart bool
 	// Poll is how often an idle dispatcher looks for new donations.
 	Poll   time.Duration
@@ -61,17 +62,18 @@ type Parts struct {
 // Screen is the card-testing defence as the charger uses it.
 type Screen interface {
 	// Refuse is asked before a gift that surely never reached the
-	// provider is first sent; true means it was failed, unsent.
-	Refuse(ctx context.Context, d *floodgate.Donation) bool
+	// provider is first sent, under the claim o holds; true means it was
+	// failed, unsent.
+	Refuse(ctx context.Context, o *floodgate.PaymentOrder) bool
 	// Declined learns a card decline: the card's fingerprint, the
 	// provider's code and the bank's decline code.
 	Declined(ctx context.Context, fingerprint, code, decline string)
 }
 
-// Dispatcher is the charger: it claims accepted donations from the line,
-// keeps their leases, and its workers charge each one, paced by the Link,
-// step by step (charge.go) until it is settled or put off. It also answers
-// a waiting donor's place in line.
+// Dispatcher is the charger: it claims payment orders from the line,
+// whatever they pay for, keeps their leases, and its workers charge each
+// one, paced by the Link, step by step (charge.go) until it is settled or
+// put off. It also answers a waiting donor's place in line.
 type Dispatcher struct {
 	startstop.Base
 	opts     Options
@@ -82,8 +84,11 @@ type Dispatcher struct {
 	rec      *Reconciler
 	screen   Screen // nil: no card-testing defence
 	inFlight atomic.Int64
-	wake     chan struct{}
-	line     lineState
+	// held is every claim this dispatcher holds: renewed while it works,
+	// released when it stops.
+	held heldClaims
+	wake chan struct{}
+	line lineState
 }
 
 var _ startstop.Service = (*Dispatcher)(nil)
@@ -109,29 +114,28 @@ func New(store floodgate.Line, parts Parts, opts Options) *Dispatcher {
 	opts.Queue = max(opts.Queue, 1)
 	opts.Claim = max(min(opts.Claim, opts.Queue), 1)
 	d := &Dispatcher{opts: opts, store: store, log: logger(opts.Logger), link: parts.Link, settler: parts.Settler,
-		rec: parts.Reconciler, screen: parts.Screen, wake: make(chan struct{}, 1)}
+		rec: parts.Reconciler, screen: parts.Screen, wake: make(chan struct{}, 1), held: heldClaims{m: map[string]floodgate.Claim{}}}
 	parts.Link.onResume(d.Wake)
 	return d
 }
 
 // Start launches the claimer, the workers, the lease keeper and the
-// line's upkeep. With ReleaseAllOnStart, every processing donation is
-// resumed first.
+// line's upkeep. With ReleaseAllOnStart, every claim is taken back first.
 func (d *Dispatcher) Start(ctx context.Context) error {
 	ctx, ok := d.StartInit(ctx)
 	if !ok {
 		return nil
 	}
 	if d.opts.ReleaseAllOnStart {
-		if err := d.store.ReleaseLeases(ctx, ""); err != nil {
-			return d.StartDone(fmt.Errorf("dispatch: release leases: %w", err))
+		if err := d.store.TakeBackClaims(ctx); err != nil {
+			return d.StartDone(fmt.Errorf("dispatch: take back claims: %w", err))
 		}
 	}
 	// What this run claimed and did not settle keeps its key, and is
 	// resumed on the next start, or at once by another node.
 	d.AtStop(d.releaseLeases)
 	d.inFlight.Store(0)
-	work := make(chan *floodgate.Donation, d.opts.Queue)
+	work := make(chan *floodgate.PaymentOrder, d.opts.Queue)
 	d.refreshLine(ctx)
 	d.Go(func(ctx context.Context) { d.claimLoop(ctx, work) })
 	for range d.opts.Workers {
@@ -146,16 +150,16 @@ func (d *Dispatcher) Start(ctx context.Context) error {
 	return d.StartDone(nil)
 }
 
-// Stop stops claiming, abandons calls in flight (their donations keep
-// their keys and resume on the next start, or on another node once the
-// leases are released) and waits for every goroutine.
+// Stop stops claiming, abandons calls in flight (their orders keep their
+// keys and resume on the next start, or on another node once the claims
+// are released) and waits for every goroutine.
 func (d *Dispatcher) Stop() { d.Base.Stop() }
 
 func (d *Dispatcher) releaseLeases() {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	if err := d.store.ReleaseLeases(ctx, d.opts.Owner); err != nil {
-		d.log.Warn("dispatch: releasing leases at stop", "err", err)
+	if err := d.store.ReleaseClaims(ctx, d.held.list()); err != nil {
+		d.log.Warn("dispatch: releasing claims at stop", "err", err)
 	}
 }
 
@@ -170,7 +174,7 @@ func (d *Dispatcher) Wake() {
 // claimLoop keeps a little work ready: enough for about two seconds at the
 // current rate, never more than the queue holds, so that claimed gifts do
 // not sit in memory while others could be served by another node.
-func (d *Dispatcher) claimLoop(ctx context.Context, work chan<- *floodgate.Donation) {
+func (d *Dispatcher) claimLoop(ctx context.Context, work chan<- *floodgate.PaymentOrder) {
 	timer := d.opts.Clock.NewTimer(0)
 	defer timer.Stop()
 	for {
@@ -194,7 +198,7 @@ func (d *Dispatcher) claimLoop(ctx context.Context, work chan<- *floodgate.Donat
 		}
 		next := d.opts.Poll
 		if room > 0 {
-			ds, err := d.store.ClaimDonations(ctx, d.opts.Owner, room, d.opts.Clock.Now(), d.opts.Lease)
+			ds, err := d.store.ClaimOrders(ctx, d.opts.Owner, room, d.opts.Lease)
 			if err != nil {
 				if ctx.Err() == nil {
 					d.log.Error("dispatch: claim failed", "err", err)
@@ -202,6 +206,7 @@ func (d *Dispatcher) claimLoop(ctx context.Context, work chan<- *floodgate.Donat
 				next = time.Second
 			}
 			for _, don := range ds {
+				d.held.add(don)
 				d.inFlight.Add(1)
 				work <- don // room was reserved above; only this loop sends
 			}
@@ -218,20 +223,33 @@ func (d *Dispatcher) claimLoop(ctx context.Context, work chan<- *floodgate.Donat
 	}
 }
 
-func (d *Dispatcher) workLoop(ctx context.Context, work <-chan *floodgate.Donation) {
+func (d *Dispatcher) workLoop(ctx context.Context, work <-chan *floodgate.PaymentOrder) {
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case don := <-work:
 			d.charge(ctx, don)
+			if ctx.Err() == nil {
+				// Done with it. One abandoned by a stop stays held, for
+				// Stop to release.
+				d.held.done(don)
+			}
 			d.inFlight.Add(-1)
 		}
 	}
 }
 
+// extendLeases renews every claim this dispatcher holds; a claim that no
+// longer holds its order (its lease ran out first) is not renewed, and
+// what is sent under it is refused.
 func (d *Dispatcher) extendLeases(ctx context.Context) {
-	if err := d.store.ExtendLeases(ctx, d.opts.Owner, d.opts.Clock.Now().Add(d.opts.Lease)); err != nil && ctx.Err() == nil {
+	claims := d.held.list()
+	n, err := d.store.ExtendClaims(ctx, claims, d.opts.Lease)
+	switch {
+	case err != nil && ctx.Err() == nil:
 		d.log.Error("dispatch: extending leases failed", "err", err)
+	case err == nil && n < len(claims):
+		d.log.Debug("dispatch: claims no longer held", "held", len(claims), "renewed", n)
 	}
 }

@@ -158,18 +158,18 @@ type flakyStore struct {
 
 var errFlaky = errors.New("store: connection reset (injected)")
 
-func (s *flakyStore) NewKeyGeneration(ctx context.Context, owner, id string, attempt int, pi string, now time.Time) (*floodgate.Donation, error) {
+func (s *flakyStore) NewKeyGeneration(ctx context.Context, c floodgate.Claim, attempt int, pi string, now time.Time) (*floodgate.PaymentOrder, error) {
 	if s.newKeyFailed.CompareAndSwap(false, true) {
 		return nil, errFlaky
 	}
-	return s.Store.NewKeyGeneration(ctx, owner, id, attempt, pi, now)
+	return s.Store.NewKeyGeneration(ctx, c, attempt, pi, now)
 }
 
-func (s *flakyStore) Defer(ctx context.Context, owner, id string, until time.Time) error {
+func (s *flakyStore) Defer(ctx context.Context, c floodgate.Claim, wait time.Duration) error {
 	if s.deferFailed.CompareAndSwap(false, true) {
 		return errFlaky
 	}
-	return s.Store.Defer(ctx, owner, id, until)
+	return s.Store.Defer(ctx, c, wait)
 }
 
 // TestStoreFailureWhileDeferring: after a stored 500 the lookups find no
@@ -198,19 +198,19 @@ func TestStoreFailureWhileDeferring(t *testing.T) {
 // settlement is told to Outcome.
 func TestScreenFailsOnlyGiftsNeverSent(t *testing.T) {
 	var screened atomic.Int64
-	outcomes := make(chan *floodgate.Donation, 8)
+	outcomes := make(chan *floodgate.PaymentOrder, 8)
 	r := newRig(t, sandbox.Options{}, func(k *knobs) {
-		k.Screen = func(*floodgate.Donation) bool { screened.Add(1); return false }
-		k.Outcome = func(d *floodgate.Donation) { outcomes <- d }
+		k.Screen = func(*floodgate.PaymentOrder) bool { screened.Add(1); return false }
+		k.Outcome = func(o *floodgate.PaymentOrder) { outcomes <- o }
 	})
 	if err := r.control.Pause(r.ctx, true); err != nil {
 		t.Fatal(err)
 	}
 	ids := r.accept(2, "pm_card_visa")
 	// The first is claimed by a dispatcher that dies: its lease runs out
-	// and this one resumes it, not knowing whether it was sent.
-	past := time.Now().Add(-5 * time.Minute)
-	if got, err := r.store.ClaimDonations(r.ctx, "dead", 1, past, time.Minute); err != nil || len(got) != 1 || got[0].ID != ids[0] {
+	// (it is claimed with one that ended before it began) and this one
+	// resumes it, not knowing whether it was sent.
+	if got, err := r.store.ClaimOrders(r.ctx, "dead", 1, -4*time.Minute); err != nil || len(got) != 1 || got[0].PaysFor != ids[0] {
 		t.Fatalf("claim as the dead dispatcher: %v %v", got, err)
 	}
 	if err := r.control.Pause(r.ctx, false); err != nil {
@@ -238,13 +238,35 @@ func TestScreenFailsOnlyGiftsNeverSent(t *testing.T) {
 	seen := map[string]floodgate.DonationStatus{}
 	for range 2 {
 		select {
-		case d := <-outcomes:
-			seen[d.ID] = d.Status
+		case o := <-outcomes:
+			seen[o.PaysFor] = o.Status
 		case <-time.After(time.Minute):
 			t.Fatalf("outcomes told: %v", seen)
 		}
 	}
 	if seen[ids[0]] != floodgate.StatusSucceeded || seen[ids[1]] != floodgate.StatusFailed {
 		t.Fatalf("outcomes told: %v", seen)
+	}
+}
+
+// TestStopReleasesClaimsInFlight: a dispatcher stopped while a charge is
+// in flight releases that gift's claim (and those of gifts it claimed but
+// had not started), so another dispatcher resumes them at once rather than
+// when the lease runs out.
+func TestStopReleasesClaimsInFlight(t *testing.T) {
+	r := newRig(t, sandbox.Options{Latency: time.Minute}, func(k *knobs) {
+		k.CallTimeout, k.Dispatch.Workers = 2*time.Minute, 1
+	})
+	ids := r.accept(2, "pm_card_visa")
+	r.wait(ids, floodgate.StatusProcessing)
+	r.disp.Stop()
+	got, err := r.store.ClaimOrders(r.ctx, "next", 5, time.Minute)
+	if err != nil || len(got) != 2 {
+		t.Fatalf("claim after the stop = %v, %v; want both gifts, released", got, err)
+	}
+	for _, o := range got {
+		if o.Attempt != 0 || o.KeySince == nil || o.ClaimedBy != "next" {
+			t.Fatalf("resumed = %+v", o)
+		}
 	}
 }

@@ -115,13 +115,13 @@ func (e *Expirer) expire(ctx context.Context) {
 
 // cancelExpired cancels one expired gift at the provider and records the
 // outcome; false means it must be tried again.
-func (e *Expirer) cancelExpired(ctx context.Context, don *floodgate.Donation, tries int) bool {
+func (e *Expirer) cancelExpired(ctx context.Context, don *floodgate.PaymentOrder, tries int) bool {
 	if don.PaymentIntentID == "" {
-		e.settler.settle(ctx, floodgate.Settlement{DonationID: don.ID, Status: floodgate.StatusCanceled,
+		e.settler.settle(ctx, floodgate.Settlement{OrderID: don.ID, Status: floodgate.StatusCanceled,
 			From: []floodgate.DonationStatus{floodgate.StatusRequiresAction}, Note: "action timeout", At: e.opts.Clock.Now()})
 		return true
 	}
-	p, err := e.link.cancel(ctx, don.PaymentIntentID, fmt.Sprintf("%s-cancel-%d", key(don), tries))
+	p, err := e.link.cancel(ctx, don.PaymentIntentID, fmt.Sprintf("%s-cancel-%d", don.IdempotencyKey(), tries))
 	var pe *floodgate.ProviderError
 	if err != nil && errors.As(err, &pe) && pe.Payment != nil {
 		// It could not be canceled because it moved on (succeeded,
@@ -130,12 +130,12 @@ func (e *Expirer) cancelExpired(ctx context.Context, don *floodgate.Donation, tr
 	}
 	if err != nil {
 		if ctx.Err() == nil {
-			e.log.Warn("dispatch: canceling an expired action failed; will retry with a fresh key", "donation", don.ID, "err", err)
+			e.log.Warn("dispatch: canceling an expired action failed; will retry with a fresh key", "order", don.ID, "err", err)
 		}
 		return false
 	}
 	if p.Status == floodgate.PaymentCanceled {
-		e.settler.settle(ctx, floodgate.Settlement{DonationID: don.ID, Status: floodgate.StatusCanceled, PaymentIntentID: p.ID,
+		e.settler.settle(ctx, floodgate.Settlement{OrderID: don.ID, Status: floodgate.StatusCanceled, PaymentIntentID: p.ID,
 			From: []floodgate.DonationStatus{floodgate.StatusRequiresAction}, Note: "action timeout", At: e.opts.Clock.Now()})
 		return true
 	}

@@ -65,15 +65,16 @@ func (r *Reconciler) Start(ctx context.Context) error {
 	return r.StartDone(nil)
 }
 
-// resolve finds out what became of a donation whose last call may or may
+// resolve finds out what became of an order whose last call may or may
 // not have taken effect. It retrieves the recorded PaymentIntent, or lists
-// PaymentIntents over the key's lifetime matching metadata.donation_id
-// (never Search, which lags), one paced request per page. The step it
+// PaymentIntents over the key's lifetime whose metadata names the order
+// (its Lookup: metadata.donation_id for a donation, in every request
+// format; never Search, which lags), one paced request per page. The step it
 // returns is the payment found (stepPayment); a new key (stepNewKey) when
 // two lookups a few seconds apart agree that no payment exists; or
 // stepDefer when the provider did not answer, or the reconciler does not
 // run. stepDone only when ctx ended: the gift keeps its key.
-func (r *Reconciler) resolve(ctx context.Context, don *floodgate.Donation, cause error) step {
+func (r *Reconciler) resolve(ctx context.Context, don *floodgate.PaymentOrder, cause error) step {
 	next := step{kind: stepDefer}
 	r.Within(ctx, func(ctx context.Context) { next = r.lookupStep(ctx, don, cause) })
 	if next.kind == stepDone && ctx.Err() == nil {
@@ -84,8 +85,8 @@ func (r *Reconciler) resolve(ctx context.Context, don *floodgate.Donation, cause
 	return next
 }
 
-func (r *Reconciler) lookupStep(ctx context.Context, don *floodgate.Donation, cause error) step {
-	r.log.Info("dispatch: outcome unknown; looking the payment up", "donation", don.ID, "attempt", don.Attempt, "cause", cause)
+func (r *Reconciler) lookupStep(ctx context.Context, don *floodgate.PaymentOrder, cause error) step {
+	r.log.Info("dispatch: outcome unknown; looking the payment up", "order", don.ID, "attempt", don.Attempt, "cause", cause)
 	for round := range 2 {
 		if round == 1 && !floodgate.Sleep(ctx, r.clock, confirmGap) {
 			return step{kind: stepDone}
@@ -95,7 +96,7 @@ func (r *Reconciler) lookupStep(ctx context.Context, don *floodgate.Donation, ca
 			if ctx.Err() != nil {
 				return step{kind: stepDone}
 			}
-			r.log.Warn("dispatch: lookup failed; the gift waits and is looked up again", "donation", don.ID, "err", err)
+			r.log.Warn("dispatch: lookup failed; the gift waits and is looked up again", "order", don.ID, "err", err)
 			return step{kind: stepDefer}
 		}
 		if found {
@@ -116,7 +117,7 @@ func (r *Reconciler) lookupStep(ctx context.Context, don *floodgate.Donation, ca
 // Otherwise the PaymentIntents created between the key's first use and
 // now are listed, page by page, each page one paced request; a failed page
 // is asked again from where it failed.
-func (r *Reconciler) lookup(ctx context.Context, don *floodgate.Donation) (*floodgate.Payment, bool, error) {
+func (r *Reconciler) lookup(ctx context.Context, don *floodgate.PaymentOrder) (*floodgate.Payment, bool, error) {
 	if don.PaymentIntentID != "" {
 		var p *floodgate.Payment
 		err := r.retry(ctx, func() (err error) {
@@ -138,7 +139,7 @@ func (r *Reconciler) lookup(ctx context.Context, don *floodgate.Donation) (*floo
 	if don.KeySince != nil {
 		since = *don.KeySince
 	}
-	q := floodgate.PaymentQuery{CreatedFrom: since.Add(-lookupSkew), CreatedTo: r.clock.Now().Add(lookupSkew), DonationID: don.ID}
+	q := floodgate.PaymentQuery{CreatedFrom: since.Add(-lookupSkew), CreatedTo: r.clock.Now().Add(lookupSkew), Metadata: don.Lookup()}
 	var best *floodgate.Payment
 	for {
 		var page floodgate.PaymentPage
@@ -150,12 +151,12 @@ func (r *Reconciler) lookup(ctx context.Context, don *floodgate.Donation) (*floo
 			return nil, false, err
 		}
 		for _, p := range page.Payments {
-			if p.DonationID() != don.ID {
-				r.log.Error("dispatch: incident: lookup returned a payment of another donation", "donation", don.ID, "payment_intent", p.ID, "metadata", p.Metadata)
+			if !don.Owns(p) {
+				r.log.Error("dispatch: incident: lookup returned a payment of another order", "order", don.ID, "payment_intent", p.ID, "metadata", p.Metadata)
 				continue
 			}
 			if best != nil {
-				r.log.Error("dispatch: incident: more than one payment for one donation", "donation", don.ID, "payment_intents", []string{best.ID, p.ID})
+				r.log.Error("dispatch: incident: more than one payment for one order", "order", don.ID, "payment_intents", []string{best.ID, p.ID})
 			}
 			if best == nil || p.Status == floodgate.PaymentSucceeded {
 				best = p

@@ -33,8 +33,8 @@ type knobs struct {
 	Rate, GlobalRate                          float64
 	CallTimeout, ActionTimeout, CancelBackoff time.Duration
 	Dispatch                                  Options
-	Screen                                    func(*floodgate.Donation) bool
-	Outcome                                   func(*floodgate.Donation)
+	Screen                                    func(*floodgate.PaymentOrder) bool
+	Outcome                                   func(*floodgate.PaymentOrder)
 }
 
 // services are the dispatch services, built and started in the order

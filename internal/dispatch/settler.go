@@ -19,13 +19,14 @@ type SettlerOptions struct {
 	// Metrics may be nil.
 	Metrics *metrics.Metrics
 	// Settled is called after every settlement, and after a refund or a
-	// dispute is recorded (to push live totals).
-	Settled func(d *floodgate.Donation)
+	// dispute is recorded (to push live totals), with the order as it now
+	// is.
+	Settled func(o *floodgate.PaymentOrder)
 	// Outcome, when set, is called after every settlement of a charge,
 	// by a dispatcher or from a webhook, never for a refund or a dispute:
 	// the card-testing defence learns each address's declines and
 	// successes.
-	Outcome func(d *floodgate.Donation)
+	Outcome func(o *floodgate.PaymentOrder)
 }
 
 // Settler records what became of gifts for every service of the
@@ -53,8 +54,8 @@ func NewSettler(store floodgate.Line, opts SettlerOptions) *Settler {
 // be lost; if this process dies first, the lease lapses and the same key
 // returns the same outcome.
 func (s *Settler) settle(ctx context.Context, st floodgate.Settlement) {
-	var don *floodgate.Donation
-	err := s.persist(ctx, "recording a settlement", st.DonationID, func() (err error) {
+	var don *floodgate.PaymentOrder
+	err := s.persist(ctx, "recording a settlement", st.OrderID, func() (err error) {
 		don, err = s.store.Settle(ctx, st)
 		return err
 	})
@@ -62,15 +63,17 @@ func (s *Settler) settle(ctx context.Context, st floodgate.Settlement) {
 	case err == nil:
 		s.recorded(don, string(st.Status), true)
 	case floodgate.ErrorCode(err) == floodgate.ESTATE:
-		// Already moved on (a webhook got there first): nothing to do.
-		s.log.Debug("dispatch: settlement not applied", "donation", st.DonationID, "status", st.Status, "err", err)
+		// Already moved on (a webhook got there first), or no longer this
+		// dispatcher's (its lease ran out and another took the order
+		// over: the store kept the late result as history): nothing to do.
+		s.log.Debug("dispatch: settlement not applied", "order", st.OrderID, "status", st.Status, "err", err)
 	}
 }
 
 // recorded counts a change the store took (what: the status or the
 // reversal) and tells those who follow them: the card-testing defence
 // only of a charge's outcome.
-func (s *Settler) recorded(don *floodgate.Donation, what string, charge bool) {
+func (s *Settler) recorded(don *floodgate.PaymentOrder, what string, charge bool) {
 	if s.opts.Metrics != nil {
 		s.opts.Metrics.Settled.WithLabelValues(what).Inc()
 	}
@@ -85,13 +88,13 @@ func (s *Settler) recorded(don *floodgate.Donation, what string, charge bool) {
 // persist runs write until the store takes it, refuses the move (ESTATE,
 // returned), or ctx ends, backing off between tries: a write the
 // dispatcher's promises depend on is never given up on a store failure.
-func (s *Settler) persist(ctx context.Context, what, donationID string, write func() error) error {
+func (s *Settler) persist(ctx context.Context, what, orderID string, write func() error) error {
 	for try := 0; ; try++ {
 		err := write()
 		if err == nil || floodgate.ErrorCode(err) == floodgate.ESTATE || ctx.Err() != nil {
 			return err
 		}
-		s.log.Error("dispatch: "+what+" failed; retrying", "donation", donationID, "err", err)
+		s.log.Error("dispatch: "+what+" failed; retrying", "order", orderID, "err", err)
 		if !floodgate.Sleep(ctx, s.opts.Clock, s.opts.Policy.Backoff(try, rand.Float64())+100*time.Millisecond) {
 			return ctx.Err()
 		}

@@ -88,16 +88,11 @@ const processingPolls = 30
 // (those are retried for as long as they last).
 const maxGenerations = 3
 
-// key is the idempotency key of a donation's charge at a key generation.
-func key(don *floodgate.Donation) string {
-	return fmt.Sprintf("floodgate-%s-%d", don.ID, don.Attempt)
-}
-
 // afterPayment is what a PaymentIntent means for the charge of don, polls
 // retrieves after it was first seen processing: a settlement, a confirm
 // under a new key (it exists, but no confirm of ours ran on it), another
 // retrieve while the provider processes it, or an incident.
-func afterPayment(don *floodgate.Donation, p *floodgate.Payment, polls int, now time.Time) step {
+func afterPayment(don *floodgate.PaymentOrder, p *floodgate.Payment, polls int, now time.Time) step {
 	if s, ok := settlementFor(don, p, now); ok {
 		return step{kind: stepSettle, settle: s}
 	}
@@ -119,7 +114,7 @@ func afterPayment(don *floodgate.Donation, p *floodgate.Payment, polls int, now 
 // afterFailure is the step after a charge request failed with err, as the
 // policy decided: let go (stopping), record the refusal, look the payment
 // up, or send the same key again after the decision's wait.
-func afterFailure(don *floodgate.Donation, err error, dec Decision, now time.Time) step {
+func afterFailure(don *floodgate.PaymentOrder, err error, dec Decision, now time.Time) step {
 	switch dec.Action {
 	case Abandon:
 		return step{kind: stepDone}
@@ -138,21 +133,22 @@ func afterFailure(don *floodgate.Donation, err error, dec Decision, now time.Tim
 // keys have found no payment and the provider still hides the outcome (a
 // payment method already used): then fail it, which is safe, and the
 // donor may bring another card. rnd is uniform in [0, 1).
-func afterLookupKey(p Policy, don *floodgate.Donation, generations int, class string, rnd float64, now time.Time) step {
+func afterLookupKey(p Policy, don *floodgate.PaymentOrder, generations int, class string, rnd float64, now time.Time) step {
 	if class == string(floodgate.ProviderServer) {
 		return step{kind: stepCharge, wait: p.Backoff(generations, rnd)}
 	}
 	if generations >= maxGenerations {
-		return step{kind: stepSettle, settle: floodgate.Settlement{DonationID: don.ID, Status: floodgate.StatusFailed,
+		return step{kind: stepSettle, settle: floodgate.Settlement{OrderID: don.ID, Status: floodgate.StatusFailed,
 			FailureCode: "processing_error", Note: "no payment after repeated unknown outcomes: " + class, At: now}}
 	}
 	return step{kind: stepCharge}
 }
 
 // settlementFor is what a PaymentIntent in its current status means for
-// the donation; ok is false for a status that settles nothing.
-func settlementFor(don *floodgate.Donation, p *floodgate.Payment, at time.Time) (floodgate.Settlement, bool) {
-	s := floodgate.Settlement{DonationID: don.ID, PaymentIntentID: p.ID, At: at}
+// the order, made under no claim (a worker's step adds its claim's token);
+// ok is false for a status that settles nothing.
+func settlementFor(don *floodgate.PaymentOrder, p *floodgate.Payment, at time.Time) (floodgate.Settlement, bool) {
+	s := floodgate.Settlement{OrderID: don.ID, PaymentIntentID: p.ID, At: at}
 	switch p.Status {
 	case floodgate.PaymentSucceeded:
 		s.Status = floodgate.StatusSucceeded
@@ -171,8 +167,8 @@ func settlementFor(don *floodgate.Donation, p *floodgate.Payment, at time.Time) 
 // declined is the settlement of a final provider refusal: a card decline
 // with the code a donor may see, anything else a processing error whose
 // note names the provider's code.
-func declined(don *floodgate.Donation, err error, now time.Time) floodgate.Settlement {
-	s := floodgate.Settlement{DonationID: don.ID, Status: floodgate.StatusFailed, At: now}
+func declined(don *floodgate.PaymentOrder, err error, now time.Time) floodgate.Settlement {
+	s := floodgate.Settlement{OrderID: don.ID, Status: floodgate.StatusFailed, At: now}
 	var pe *floodgate.ProviderError
 	if errors.As(err, &pe) {
 		s.FailureCode = GenericFailure(pe.Code, pe.DeclineCode)

@@ -13,7 +13,7 @@ var stepNow = time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC)
 
 // TestAfterPayment: what each PaymentIntent status means for the charge.
 func TestAfterPayment(t *testing.T) {
-	don := &floodgate.Donation{ID: "don_1"}
+	don := &floodgate.PaymentOrder{ID: "po_1"}
 	pi := func(status floodgate.PaymentStatus) *floodgate.Payment {
 		return &floodgate.Payment{ID: "pi_1", Status: status, FailureCode: "card_declined", DeclineCode: "stolen_card"}
 	}
@@ -45,7 +45,7 @@ func TestAfterPayment(t *testing.T) {
 				t.Fatalf("step %v (pi %q), want %v after %v (pi %q)", s, s.pi, tc.want, tc.wait, tc.pi)
 			}
 			if s.kind == stepSettle && (s.settle.Status != tc.status || s.settle.FailureCode != tc.code ||
-				s.settle.DonationID != don.ID || s.settle.PaymentIntentID != "pi_1" || !s.settle.At.Equal(stepNow)) {
+				s.settle.OrderID != don.ID || s.settle.PaymentIntentID != "pi_1" || !s.settle.At.Equal(stepNow)) {
 				t.Fatalf("settlement %+v, want %s %q", s.settle, tc.status, tc.code)
 			}
 			if s.kind == stepPoll && (s.payment != tc.p || s.polls != tc.polls) {
@@ -58,7 +58,7 @@ func TestAfterPayment(t *testing.T) {
 // TestAfterFailure: the policy's decision on a failed send becomes the
 // next step; nothing but Final settles, and only Abandon lets go.
 func TestAfterFailure(t *testing.T) {
-	don := &floodgate.Donation{ID: "don_1"}
+	don := &floodgate.PaymentOrder{ID: "po_1"}
 	card := &floodgate.ProviderError{Kind: floodgate.ProviderCard, Code: "card_declined", DeclineCode: "fraudulent",
 		Payment: &floodgate.Payment{ID: "pi_9"}}
 	invalid := &floodgate.ProviderError{Kind: floodgate.ProviderInvalid, Code: "parameter_invalid_integer"}
@@ -72,10 +72,10 @@ func TestAfterFailure(t *testing.T) {
 		{name: "stopping: let go, the key kept", err: context.Canceled, dec: Decision{Action: Abandon},
 			want: step{kind: stepDone}},
 		{name: "card decline: failed, generic code", err: card, dec: Decision{Action: Final},
-			want: step{kind: stepSettle, settle: floodgate.Settlement{DonationID: "don_1", Status: floodgate.StatusFailed,
+			want: step{kind: stepSettle, settle: floodgate.Settlement{OrderID: "po_1", Status: floodgate.StatusFailed,
 				FailureCode: "card_declined", PaymentIntentID: "pi_9", At: stepNow}}},
 		{name: "request refused: processing error, code in the note", err: invalid, dec: Decision{Action: Final},
-			want: step{kind: stepSettle, settle: floodgate.Settlement{DonationID: "don_1", Status: floodgate.StatusFailed,
+			want: step{kind: stepSettle, settle: floodgate.Settlement{OrderID: "po_1", Status: floodgate.StatusFailed,
 				FailureCode: "processing_error", Note: "provider refused the request: parameter_invalid_integer", At: stepNow}}},
 		{name: "outcome unknown: look it up", err: server, dec: Decision{Action: Reconcile, Class: "server"},
 			want: step{kind: stepLookup, cause: server, class: "server"}},
@@ -95,7 +95,7 @@ func TestAfterFailure(t *testing.T) {
 }
 
 func sameSettlement(a, b floodgate.Settlement) bool {
-	return a.DonationID == b.DonationID && a.Status == b.Status && a.FailureCode == b.FailureCode &&
+	return a.OrderID == b.OrderID && a.Status == b.Status && a.FailureCode == b.FailureCode &&
 		a.PaymentIntentID == b.PaymentIntentID && a.Note == b.Note && a.At.Equal(b.At)
 }
 
@@ -104,7 +104,7 @@ func sameSettlement(a, b floodgate.Settlement) bool {
 // given maxGenerations new keys, then the gift fails.
 func TestAfterLookupKey(t *testing.T) {
 	p := Policy{Base: time.Second, Cap: time.Minute}
-	don := &floodgate.Donation{ID: "don_1"}
+	don := &floodgate.PaymentOrder{ID: "po_1"}
 	server := string(floodgate.ProviderServer)
 	if s := afterLookupKey(p, don, 1, server, 0.5, stepNow); s.kind != stepCharge || s.wait != time.Second {
 		t.Fatalf("server, first new key: %v, want charge after 1s", s)

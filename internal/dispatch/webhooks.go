@@ -15,14 +15,13 @@ type WebhooksOptions struct {
 	Logger *slog.Logger
 }
 
-// EventStore is what Webhooks uses: the donation an event is about
-// (Ledger) and the moves the event makes (Line).
+// EventStore is what Webhooks uses: the order an event is about and the
+// moves the event makes (Line).
 type EventStore interface {
-	floodgate.Ledger
 	floodgate.Line
 }
 
-// Webhooks applies verified provider events to donations. It takes
+// Webhooks applies verified provider events to payment orders. It takes
 // events only while it runs; Stop waits for those being applied.
 type Webhooks struct {
 	startstop.Base
@@ -55,7 +54,7 @@ func (w *Webhooks) Start(ctx context.Context) error {
 	return w.StartDone(nil)
 }
 
-// Apply records what a verified provider event says about a donation. It
+// Apply records what a verified provider event says about an order. It
 // moves state only forward (the store refuses any other move), so a
 // replayed or late event is harmless: a late payment_failed never
 // overwrites succeeded. An event for a payment floodgate does not know is
@@ -69,13 +68,13 @@ func (w *Webhooks) Apply(ctx context.Context, ev *floodgate.ProviderEvent) (appl
 }
 
 func (w *Webhooks) apply(ctx context.Context, ev *floodgate.ProviderEvent) (applied bool, err error) {
-	don, err := w.eventDonation(ctx, ev)
+	don, err := w.eventOrder(ctx, ev)
 	if don == nil || err != nil {
 		return false, err
 	}
 	if don.PaymentIntentID != "" && ev.PaymentIntentID != "" && don.PaymentIntentID != ev.PaymentIntentID {
-		w.log.Error("dispatch: incident: an event names this donation but another PaymentIntent",
-			"donation", don.ID, "payment_intent", ev.PaymentIntentID, "recorded", don.PaymentIntentID, "event", ev.ID)
+		w.log.Error("dispatch: incident: an event names this order but another PaymentIntent",
+			"order", don.ID, "payment_intent", ev.PaymentIntentID, "recorded", don.PaymentIntentID, "event", ev.ID)
 		return false, nil
 	}
 	switch ev.Type {
@@ -86,22 +85,26 @@ func (w *Webhooks) apply(ctx context.Context, ev *floodgate.ProviderEvent) (appl
 	case "charge.dispute.created":
 		return w.applyReversal(ctx, don, ev, floodgate.ReversalDispute)
 	}
-	w.log.Info("dispatch: event not acted on", "type", ev.Type, "event", ev.ID, "donation", don.ID)
+	w.log.Info("dispatch: event not acted on", "type", ev.Type, "event", ev.ID, "order", don.ID)
 	return false, nil
 }
 
-// eventDonation finds the donation an event is about: by the donation id
-// in its metadata, or else by its PaymentIntent (a charge's metadata need
-// not carry the PaymentIntent's). None (nil, nil) for a payment floodgate
-// does not know.
-func (w *Webhooks) eventDonation(ctx context.Context, ev *floodgate.ProviderEvent) (*floodgate.Donation, error) {
-	var don *floodgate.Donation
+// eventOrder finds the order an event is about: by the order its metadata
+// names, or by the donation it names (a payment made before orders had
+// kinds names only that), or else by its PaymentIntent (a charge's
+// metadata need not carry the PaymentIntent's). None (nil, nil) for a
+// payment floodgate does not know.
+func (w *Webhooks) eventOrder(ctx context.Context, ev *floodgate.ProviderEvent) (*floodgate.PaymentOrder, error) {
+	var don *floodgate.PaymentOrder
 	var err error
+	ref := floodgate.RefOf(ev.Metadata)
 	switch {
-	case floodgate.ValidID(floodgate.DonationIDPrefix, ev.DonationID):
-		don, err = w.store.Donation(ctx, ev.DonationID)
+	case floodgate.ValidID(floodgate.OrderIDPrefix, ref.Order):
+		don, err = w.store.Order(ctx, ref.Order)
+	case ref.Kind == floodgate.KindDonation && floodgate.ValidID(floodgate.DonationIDPrefix, ref.PaysFor):
+		don, err = w.store.OrderOf(ctx, floodgate.KindDonation, ref.PaysFor)
 	case ev.PaymentIntentID != "":
-		don, err = w.store.DonationByPaymentIntent(ctx, ev.PaymentIntentID)
+		don, err = w.store.OrderByPaymentIntent(ctx, ev.PaymentIntentID)
 	default:
 		return nil, nil
 	}
@@ -111,7 +114,7 @@ func (w *Webhooks) eventDonation(ctx context.Context, ev *floodgate.ProviderEven
 	return don, err
 }
 
-func (w *Webhooks) applyPayment(ctx context.Context, don *floodgate.Donation, ev *floodgate.ProviderEvent) (bool, error) {
+func (w *Webhooks) applyPayment(ctx context.Context, don *floodgate.PaymentOrder, ev *floodgate.ProviderEvent) (bool, error) {
 	if ev.Payment == nil {
 		return false, nil
 	}
@@ -122,7 +125,7 @@ func (w *Webhooks) applyPayment(ctx context.Context, don *floodgate.Donation, ev
 	// between this read and the settlement). Success is always recorded:
 	// money that moved counts.
 	if ev.Type != "payment_intent.succeeded" && (don.KeySince == nil || ev.Created.Before(don.KeySince.Add(-time.Second))) {
-		w.log.Info("dispatch: stale event ignored", "type", ev.Type, "event", ev.ID, "donation", don.ID)
+		w.log.Info("dispatch: stale event ignored", "type", ev.Type, "event", ev.ID, "order", don.ID)
 		return false, nil
 	}
 	s, ok := settlementFor(don, ev.Payment, w.clock.Now())
@@ -139,7 +142,7 @@ func (w *Webhooks) applyPayment(ctx context.Context, don *floodgate.Donation, ev
 
 // applyReversal takes a refund or dispute off raised. The event carries
 // the cumulative amount, so a replayed or late one changes nothing.
-func (w *Webhooks) applyReversal(ctx context.Context, don *floodgate.Donation, ev *floodgate.ProviderEvent, kind floodgate.Reversal) (bool, error) {
+func (w *Webhooks) applyReversal(ctx context.Context, don *floodgate.PaymentOrder, ev *floodgate.ProviderEvent, kind floodgate.Reversal) (bool, error) {
 	if ev.Amount <= 0 {
 		return false, nil
 	}
@@ -150,7 +153,7 @@ func (w *Webhooks) applyReversal(ctx context.Context, don *floodgate.Donation, e
 // applied turns a store answer into Apply's: ESTATE means the change was
 // already there (or further on). A change taken is recorded (charge: a
 // charge's outcome, which the card-testing defence learns).
-func (w *Webhooks) applied(got *floodgate.Donation, what string, charge bool, err error) (bool, error) {
+func (w *Webhooks) applied(got *floodgate.PaymentOrder, what string, charge bool, err error) (bool, error) {
 	switch floodgate.ErrorCode(err) {
 	case "":
 		w.settler.recorded(got, what, charge)

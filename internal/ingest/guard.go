@@ -119,18 +119,18 @@ func (g *Guard) Screen(addr string) bool {
 	return g.attempts.take(h, g.suspectAttempts, now) == 0
 }
 
-// Learn records a settled gift's outcome for its client address: a card
-// decline or a success. Anything else (a processing error, a cancel)
-// says nothing of the address.
-func (g *Guard) Learn(d *floodgate.Donation) {
-	h, ok := g.addressHash(d.ClientAddr)
+// Learn records a settled payment's outcome for its payer's client
+// address: a card decline or a success. Anything else (a processing error,
+// a cancel) says nothing of the address.
+func (g *Guard) Learn(o *floodgate.PaymentOrder) {
+	h, ok := g.addressHash(o.ClientAddr)
 	if !ok {
 		return
 	}
 	switch {
-	case d.Status == floodgate.StatusSucceeded:
+	case o.Status == floodgate.StatusSucceeded:
 		g.successes.add(h, g.clock.Now())
-	case d.Status == floodgate.StatusFailed && CardDecline(d.FailureCode):
+	case o.Status == floodgate.StatusFailed && CardDecline(o.FailureCode):
 		g.declines.add(h, g.clock.Now())
 	}
 }

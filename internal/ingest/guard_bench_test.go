@@ -27,7 +27,7 @@ func BenchmarkGuardMillionDonors(b *testing.B) {
 	var perDonor float64
 	for range b.N {
 		g := NewGuard(GuardOptions{SuspectAttempts: 20, DeclineLimit: 10, PerEmail: 10, Tracked: donors, Clock: clocktest.New(t0)})
-		d := &floodgate.Donation{Status: floodgate.StatusSucceeded}
+		d := &floodgate.PaymentOrder{Status: floodgate.StatusSucceeded}
 		var ms0, ms1 runtime.MemStats
 		runtime.GC()
 		runtime.ReadMemStats(&ms0)

@@ -55,12 +55,12 @@ func TestAddressPrefix(t *testing.T) {
 	}
 }
 
-func failed(addr, code string) *floodgate.Donation {
-	return &floodgate.Donation{ClientAddr: addr, Status: floodgate.StatusFailed, FailureCode: code}
+func failed(addr, code string) *floodgate.PaymentOrder {
+	return &floodgate.PaymentOrder{ClientAddr: addr, Status: floodgate.StatusFailed, FailureCode: code}
 }
 
-func succeeded(addr string) *floodgate.Donation {
-	return &floodgate.Donation{ClientAddr: addr, Status: floodgate.StatusSucceeded}
+func succeeded(addr string) *floodgate.PaymentOrder {
+	return &floodgate.PaymentOrder{ClientAddr: addr, Status: floodgate.StatusSucceeded}
 }
 
 // TestGuardSuspect: an address is suspect while its card declines in ten
@@ -70,7 +70,7 @@ func TestGuardSuspect(t *testing.T) {
 	tests := []struct {
 		name                string
 		declines, successes int
-		other               []*floodgate.Donation
+		other               []*floodgate.PaymentOrder
 		want                bool
 	}{
 		{"quiet", 0, 0, nil, false},
@@ -79,13 +79,13 @@ func TestGuardSuspect(t *testing.T) {
 		{"an audience with a normal decline rate", 150, 1850, nil, false},
 		{"as many successes as declines", 12, 12, nil, false},
 		{"declines outnumber successes", 13, 12, nil, true},
-		{"processing errors are not declines", 5, 0, []*floodgate.Donation{
+		{"processing errors are not declines", 5, 0, []*floodgate.PaymentOrder{
 			failed("a", "processing_error"), failed("a", "processing_error"), failed("a", "processing_error"),
 			failed("a", "processing_error"), failed("a", "processing_error")}, false},
-		{"every card failure counts", 4, 0, []*floodgate.Donation{
+		{"every card failure counts", 4, 0, []*floodgate.PaymentOrder{
 			failed("a", "insufficient_funds"), failed("a", "expired_card"), failed("a", "incorrect_cvc"),
 			failed("a", "incorrect_number"), failed("a", "authentication_failed"), failed("a", "card_declined")}, true},
-		{"cancels are nothing", 9, 0, []*floodgate.Donation{{ClientAddr: "a", Status: floodgate.StatusCanceled}}, false},
+		{"cancels are nothing", 9, 0, []*floodgate.PaymentOrder{{ClientAddr: "a", Status: floodgate.StatusCanceled}}, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

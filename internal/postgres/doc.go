@@ -6,9 +6,9 @@
 //
 //   - Accepting a batch is one transaction and one multi-row statement:
 //     INSERT ... SELECT FROM unnest($1::text[], ...) ... ON CONFLICT
-//     (campaign_id, idempotency_key) DO NOTHING RETURNING seq, id, with the
-//     first history line written by the same statement and the totals
-//     updated once per campaign. A row per statement costs a round trip per
+//     (campaign_id, idempotency_key) DO NOTHING RETURNING seq, id, with each
+//     new donation's payment order and first history line written by the
+//     same statement and the totals updated once per campaign. A row per statement costs a round trip per
 //     donation; a batch costs a handful per commit, and the commit
 //     (synchronous_commit=on) is the one durable write that answers every
 //     donor in it. A key a concurrent batch is inserting makes the insert
@@ -17,12 +17,16 @@
 //     a replay or an idempotency mismatch.
 //
 //   - Claiming is SELECT ... FOR UPDATE SKIP LOCKED over the partial index
-//     of waiting donations (and of processing ones whose lease expired,
-//     first): dispatchers on any number of nodes claim disjoint donations
-//     near the head of the line without waiting on one another. Every other
-//     move locks its donation with SELECT ... FOR UPDATE, asks the domain
-//     (floodgate.ApplySettlement and its kin) what the move writes, and
-//     writes that Transition with one UPDATE of the changed columns.
+//     of waiting payment orders (and of processing ones whose lease
+//     expired, first): dispatchers on any number of nodes claim disjoint
+//     orders near the head of the line without waiting on one another, each
+//     claim drawing a fencing token from a sequence. Leases are granted and
+//     judged on the database's clock, one clock for every node. Every other
+//     change locks its order with SELECT ... FOR UPDATE, asks the domain
+//     (floodgate.ApplySettlement and its kin) what the change writes (a
+//     write made under a claim applies only while the claim's token and
+//     lease still hold the order), and writes that Transition with one
+//     UPDATE of the changed columns.
 //
 //   - Migrations are embedded and versioned (schema_migrations) and run in
 //     one transaction that first takes pg_advisory_xact_lock, so nodes that

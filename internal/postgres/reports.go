@@ -17,18 +17,18 @@ func (s *Store) GiftAidDonations(ctx context.Context, campaignID string) ([]*flo
 	if _, err := s.Campaign(ctx, campaignID); err != nil {
 		return nil, err
 	}
-	return collectDonations(s.pool.Query(ctx, `SELECT `+donationCols+` FROM donations
-		WHERE campaign_id = $1 AND status = 'succeeded' AND refunded = 0 AND disputed = 0
-			AND declaration->>'scheme' = $2
-		ORDER BY created_at, seq`, campaignID, floodgate.SchemeUKGiftAid))
+	return collectDonations(s.pool.Query(ctx, `SELECT `+donationCols+donationFrom+`
+		WHERE d.campaign_id = $1 AND o.status = 'succeeded' AND o.refunded = 0 AND o.disputed = 0
+			AND d.declaration->>'scheme' = $2
+		ORDER BY d.created_at, d.seq`, campaignID, floodgate.SchemeUKGiftAid))
 }
 
 // DonorTotals implements floodgate.Reports in one scan of the period's
 // succeeded gifts, grouped by floodgate.DonorSums. Rows are read one at a
 // time into one reused variable.
 func (s *Store) DonorTotals(ctx context.Context, currency string, from, to time.Time) ([]floodgate.DonorTotal, error) {
-	rows, err := s.pool.Query(ctx, `SELECT seq, email, name, amount, refunded, disputed, created_at, declaration
-		FROM donations WHERE status = 'succeeded' AND currency = $1 AND created_at >= $2 AND created_at < $3`,
+	rows, err := s.pool.Query(ctx, `SELECT d.seq, d.email, d.name, d.amount, o.refunded, o.disputed, d.created_at, d.declaration
+		`+donationFrom+` WHERE o.status = 'succeeded' AND d.currency = $1 AND d.created_at >= $2 AND d.created_at < $3`,
 		currency, from, to)
 	if err != nil {
 		return nil, err

@@ -1,15 +1,12 @@
 package postgres
 
 import (
-	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"slices"
 	"sort"
-	"strings"
 	"sync"
 	"time"
 
@@ -37,12 +34,18 @@ type Options struct {
 	Schema string
 	// Clock stamps accepted donations; the system clock when nil.
 	Clock floodgate.Clock
+	// LeaseClock, when set, stands in for the database's clock in every
+	// lease and fence (tests move it by hand). Nil, as in production,
+	// judges them by PostgreSQL's clock: one clock for every node, however
+	// their own clocks disagree.
+	LeaseClock floodgate.Clock
 }
 
 // Store is floodgate.Store on PostgreSQL, shared by any number of nodes.
 type Store struct {
-	pool  *pgxpool.Pool
-	clock floodgate.Clock
+	pool       *pgxpool.Pool
+	clock      floodgate.Clock
+	leaseClock floodgate.Clock
 	// known holds ids of campaigns seen to exist. Campaigns are never
 	// deleted, so the accept path asks the database only about new ones.
 	known sync.Map
@@ -88,7 +91,7 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 		pool.Close()
 		return nil, fmt.Errorf("%s: %w", where, err)
 	}
-	return &Store{pool: pool, clock: opts.Clock}, nil
+	return &Store{pool: pool, clock: opts.Clock, leaseClock: opts.LeaseClock}, nil
 }
 
 // Close closes the pool; it may be called more than once.
@@ -331,54 +334,36 @@ func queueTotals(b *pgx.Batch, deltas map[string]floodgate.TotalsDelta, now time
 
 // --- donations ---
 
-const donationCols = `seq, id, campaign_id, idempotency_key, request_hash, amount, currency, email, name,
-	payment_method, anonymous, message, declaration, client_addr, status, attempt, key_since,
-	payment_intent_id, client_secret, next_action, failure_code, action_since, claimed_by, lease_until,
-	created_at, updated_at, refunded, disputed`
+// donationCols reads a donation, d, with its order's state (orderCols):
+// what the donor gave, then what the payment made of it.
+const donationCols = `d.seq, d.id, d.campaign_id, d.idempotency_key, d.request_hash, d.amount, d.currency, d.email, d.name,
+	d.anonymous, d.message, d.declaration, d.created_at, ` + orderCols
 
-// donationColsOf is donationCols qualified by a table alias, for UPDATE
-// ... FROM ... RETURNING.
-func donationColsOf(alias string) string {
-	cols := strings.Split(donationCols, ",")
-	for i, c := range cols {
-		cols[i] = alias + "." + strings.TrimSpace(c)
-	}
-	return strings.Join(cols, ", ")
-}
+// donationFrom joins a donation to its order, which shares its seq.
+const donationFrom = orderFrom
 
 func scanDonation(row pgx.Row) (*floodgate.Donation, error) {
 	var (
-		d                    floodgate.Donation
-		decl, next           []byte
-		pi, secret, fail, by *string
-		status               string
+		d    floodgate.Donation
+		decl []byte
+		o    orderRow
 	)
-	if err := row.Scan(&d.Seq, &d.ID, &d.CampaignID, &d.IdempotencyKey, &d.RequestHash, &d.Amount, &d.Currency,
-		&d.Email, &d.Name, &d.PaymentMethod, &d.Anonymous, &d.Message, &decl, &d.ClientAddr, &status,
-		&d.Attempt, &d.KeySince, &pi, &secret, &next, &fail, &d.ActionSince, &by, &d.LeaseUntil,
-		&d.CreatedAt, &d.UpdatedAt, &d.Refunded, &d.Disputed); err != nil {
+	dest := append([]any{&d.Seq, &d.ID, &d.CampaignID, &d.IdempotencyKey, &d.RequestHash, &d.Amount, &d.Currency,
+		&d.Email, &d.Name, &d.Anonymous, &d.Message, &decl, &d.CreatedAt}, o.dest()...)
+	if err := row.Scan(dest...); err != nil {
 		return nil, err
 	}
-	d.Status = floodgate.DonationStatus(status)
 	if decl != nil {
 		d.Declaration = new(floodgate.Declaration)
 		if err := json.Unmarshal(decl, d.Declaration); err != nil {
 			return nil, fmt.Errorf("donation %s declaration: %w", d.ID, err)
 		}
 	}
-	if next != nil {
-		d.NextAction = json.RawMessage(next)
-	}
-	d.PaymentIntentID, d.ClientSecret, d.FailureCode, d.ClaimedBy = deref(pi), deref(secret), deref(fail), deref(by)
+	d.ShowOrder(o.order())
 	return &d, nil
 }
 
-func collectDonations(rows pgx.Rows, err error) ([]*floodgate.Donation, error) {
-	if err != nil {
-		return nil, err
-	}
-	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (*floodgate.Donation, error) { return scanDonation(r) })
-}
+var collectDonations = collect(scanDonation)
 
 func donationNotFound(id string) error {
 	return floodgate.Errorf(floodgate.ENOTFOUND, "Donation %q not found.", id)
@@ -387,13 +372,14 @@ func donationNotFound(id string) error {
 // insDonations inserts a whole batch in one statement: unnest turns the
 // column arrays back into rows, in the batch's order (so seq increases
 // along the batch), a key already stored is skipped rather than failing the
-// statement, and each new row gets its first history line in the same
-// statement.
+// statement, and each new donation gets its payment order, at its seq, as
+// floodgate.NewOrder describes it (in request format $15), and its first
+// history line in the same statement.
 const insDonations = `WITH ins AS (
 	INSERT INTO donations (id, campaign_id, idempotency_key, request_hash, amount, currency, email, name,
-		payment_method, anonymous, message, declaration, client_addr, status, created_at, updated_at)
+		payment_method, anonymous, message, declaration, client_addr, created_at)
 	SELECT u.id, u.campaign_id, u.idempotency_key, u.request_hash, u.amount, u.currency, u.email, u.name,
-		u.payment_method, u.anonymous, u.message, u.declaration::jsonb, u.client_addr, 'accepted', $14, $14
+		u.payment_method, u.anonymous, u.message, u.declaration::jsonb, u.client_addr, $14
 	FROM unnest($1::text[], $2::text[], $3::text[], $4::bytea[], $5::bigint[], $6::text[], $7::text[],
 		$8::text[], $9::text[], $10::boolean[], $11::text[], $12::text[], $13::text[]) WITH ORDINALITY
 		AS u (id, campaign_id, idempotency_key, request_hash, amount, currency, email, name,
@@ -401,8 +387,11 @@ const insDonations = `WITH ins AS (
 	ORDER BY u.ord
 	ON CONFLICT (campaign_id, idempotency_key) DO NOTHING
 	RETURNING seq, id
+), ord AS (
+	INSERT INTO payment_orders (seq, kind, status, format, updated_at)
+	SELECT seq, 'donation', 'accepted', $15, $14 FROM ins
 ), hist AS (
-	INSERT INTO donation_history (donation_seq, n, status, at)
+	INSERT INTO order_history (order_seq, n, status, at)
 	SELECT seq, 0, 'accepted', $14 FROM ins
 )
 SELECT seq, id FROM ins`
@@ -517,7 +506,8 @@ func (s *Store) acceptDonations(ctx context.Context, tx pgx.Tx, ds []*floodgate.
 	}
 
 	rows, err := tx.Query(ctx, insDonations, cols.id, cols.campaign, cols.key, cols.hash, cols.amount, cols.currency,
-		cols.email, cols.name, cols.pm, cols.anonymous, cols.message, cols.declaration, cols.addr, now)
+		cols.email, cols.name, cols.pm, cols.anonymous, cols.message, cols.declaration, cols.addr, now,
+		int(floodgate.CurrentFormat))
 	if err != nil {
 		return nil, err
 	}
@@ -540,7 +530,8 @@ func (s *Store) acceptDonations(ctx context.Context, tx pgx.Tx, ds []*floodgate.
 		}
 		d := ds[i]
 		nd := *d
-		nd.ID, nd.Seq, nd.Status, nd.CreatedAt, nd.UpdatedAt = v.id, v.seq, floodgate.StatusAccepted, now, now
+		nd.ID, nd.Seq = v.id, v.seq
+		nd.Accepted(now)
 		results[i].Intake = &nd
 		stored[d.IntakeKey()] = &nd
 		pending--
@@ -559,8 +550,8 @@ func (s *Store) acceptDonations(ctx context.Context, tx pgx.Tx, ds []*floodgate.
 			}
 		}
 		if len(camps) > 0 {
-			prev, err := collectDonations(tx.Query(ctx, `SELECT `+donationCols+` FROM donations
-				WHERE (campaign_id, idempotency_key) IN (SELECT * FROM unnest($1::text[], $2::text[]))`, camps, keys))
+			prev, err := collectDonations(tx.Query(ctx, `SELECT `+donationCols+donationFrom+`
+				WHERE (d.campaign_id, d.idempotency_key) IN (SELECT * FROM unnest($1::text[], $2::text[]))`, camps, keys))
 			if err != nil {
 				return nil, err
 			}
@@ -590,7 +581,7 @@ func (s *Store) acceptDonations(ctx context.Context, tx pgx.Tx, ds []*floodgate.
 
 // Donation implements floodgate.Store.
 func (s *Store) Donation(ctx context.Context, id string) (*floodgate.Donation, error) {
-	d, err := scanDonation(s.pool.QueryRow(ctx, `SELECT `+donationCols+` FROM donations WHERE id = $1`, id))
+	d, err := scanDonation(s.pool.QueryRow(ctx, `SELECT `+donationCols+donationFrom+` WHERE d.id = $1`, id))
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, donationNotFound(id)
 	}
@@ -600,18 +591,9 @@ func (s *Store) Donation(ctx context.Context, id string) (*floodgate.Donation, e
 // DonationByKey implements floodgate.Store through the unique index on
 // (campaign_id, idempotency_key).
 func (s *Store) DonationByKey(ctx context.Context, campaignID, key string) (*floodgate.Donation, error) {
-	d, err := scanDonation(s.pool.QueryRow(ctx, `SELECT `+donationCols+` FROM donations WHERE campaign_id = $1 AND idempotency_key = $2`, campaignID, key))
+	d, err := scanDonation(s.pool.QueryRow(ctx, `SELECT `+donationCols+donationFrom+` WHERE d.campaign_id = $1 AND d.idempotency_key = $2`, campaignID, key))
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, floodgate.Errorf(floodgate.ENOTFOUND, "No donation holds this Idempotency-Key.")
-	}
-	return d, err
-}
-
-// DonationByPaymentIntent implements floodgate.Store.
-func (s *Store) DonationByPaymentIntent(ctx context.Context, paymentIntentID string) (*floodgate.Donation, error) {
-	d, err := scanDonation(s.pool.QueryRow(ctx, `SELECT `+donationCols+` FROM donations WHERE payment_intent_id = $1`, paymentIntentID))
-	if errors.Is(err, pgx.ErrNoRows) {
-		return nil, floodgate.Errorf(floodgate.ENOTFOUND, "No donation has PaymentIntent %q.", paymentIntentID)
 	}
 	return d, err
 }
@@ -621,7 +603,7 @@ func (s *Store) DonationByPaymentIntent(ctx context.Context, paymentIntentID str
 // one that does not exist, in one statement.
 func (s *Store) History(ctx context.Context, id string) ([]floodgate.StatusChange, error) {
 	rows, err := s.pool.Query(ctx, `SELECT h.status, h.at, h.failure_code, h.note FROM donations d
-		LEFT JOIN donation_history h ON h.donation_seq = d.seq WHERE d.id = $1 ORDER BY h.n`, id)
+		LEFT JOIN order_history h ON h.order_seq = d.seq WHERE d.id = $1 ORDER BY h.n`, id)
 	if err != nil {
 		return nil, err
 	}
@@ -652,276 +634,39 @@ func (s *Store) History(ctx context.Context, id string) ([]floodgate.StatusChang
 	return out, nil
 }
 
-const insHistory = `INSERT INTO donation_history (donation_seq, n, status, at, failure_code, note)
-	VALUES ($1, (SELECT COALESCE(MAX(n), -1) + 1 FROM donation_history WHERE donation_seq = $1), $2, $3, $4, $5)`
-
-// move locks a donation (SELECT ... FOR UPDATE, held until the
-// transaction ends), asks decide what the change writes, and writes the
-// Transition in one round trip, returning the donation as it now is. An
-// error from decide comes back with the unchanged donation.
-func (s *Store) move(ctx context.Context, id string, decide func(*floodgate.Donation) (floodgate.Transition, error)) (*floodgate.Donation, error) {
-	var (
-		out       *floodgate.Donation
-		unchanged *floodgate.Donation
-	)
-	err := s.inTx(ctx, func(tx pgx.Tx) error {
-		unchanged = nil
-		d, err := scanDonation(tx.QueryRow(ctx, `SELECT `+donationCols+` FROM donations WHERE id = $1 FOR UPDATE`, id))
-		if errors.Is(err, pgx.ErrNoRows) {
-			return donationNotFound(id)
-		} else if err != nil {
-			return err
-		}
-		t, err := decide(d)
-		if err != nil {
-			unchanged = d
-			return err
-		}
-		b := &pgx.Batch{}
-		if err := queueWrite(b, d, t, func(nd *floodgate.Donation) { out = nd }); err != nil {
-			return err
-		}
-		return tx.SendBatch(ctx, b).Close()
-	})
-	if err != nil {
-		return unchanged, err
-	}
-	return out, nil
-}
-
-// queueWrite queues t, decided on d: one UPDATE of the fields it changes,
-// returning the row as it now is to done, its history line and its totals
-// delta. Every state change is written by this one function.
-func queueWrite(b *pgx.Batch, d *floodgate.Donation, t floodgate.Transition, done func(*floodgate.Donation)) error {
-	query := `SELECT ` + donationCols + ` FROM donations WHERE seq = $1`
-	args := []any{d.Seq}
-	if len(t.Changed) > 0 {
-		set := make([]string, len(t.Changed))
-		for i, f := range t.Changed {
-			col, v, err := column(f, t.Donation)
-			if err != nil {
-				return err
-			}
-			args = append(args, v)
-			set[i] = fmt.Sprintf("%s = $%d", col, len(args))
-		}
-		query = `UPDATE donations SET ` + strings.Join(set, ", ") + ` WHERE seq = $1 RETURNING ` + donationCols
-	}
-	b.Queue(query, args...).QueryRow(func(row pgx.Row) error {
-		nd, err := scanDonation(row)
-		if err == nil {
-			done(nd)
-		}
-		return err
-	})
-	if h := t.History; h != nil {
-		b.Queue(insHistory, d.Seq, string(h.Status), h.At, h.FailureCode, h.Note)
-	}
-	queueTotals(b, map[string]floodgate.TotalsDelta{d.CampaignID: t.Delta}, t.At)
-	return nil
-}
-
-// column returns the column that holds field f and its value in d, as
-// this engine stores it.
-func column(f floodgate.DonationField, d *floodgate.Donation) (string, any, error) {
-	switch f {
-	case floodgate.FieldStatus:
-		return "status", string(d.Status), nil
-	case floodgate.FieldPaymentMethod:
-		return "payment_method", d.PaymentMethod, nil
-	case floodgate.FieldAttempt:
-		return "attempt", d.Attempt, nil
-	case floodgate.FieldKeySince:
-		return "key_since", d.KeySince, nil
-	case floodgate.FieldPaymentIntentID:
-		return "payment_intent_id", nullString(d.PaymentIntentID), nil
-	case floodgate.FieldClientSecret:
-		return "client_secret", nullString(d.ClientSecret), nil
-	case floodgate.FieldNextAction:
-		// The provider's bytes, as sent: the column is json, not jsonb.
-		return "next_action", nullString(string(d.NextAction)), nil
-	case floodgate.FieldFailureCode:
-		return "failure_code", nullString(d.FailureCode), nil
-	case floodgate.FieldActionSince:
-		return "action_since", d.ActionSince, nil
-	case floodgate.FieldClaimedBy:
-		return "claimed_by", nullString(d.ClaimedBy), nil
-	case floodgate.FieldLeaseUntil:
-		return "lease_until", d.LeaseUntil, nil
-	case floodgate.FieldRefunded:
-		return "refunded", d.Refunded, nil
-	case floodgate.FieldDisputed:
-		return "disputed", d.Disputed, nil
-	case floodgate.FieldUpdatedAt:
-		return "updated_at", d.UpdatedAt, nil
-	}
-	return "", nil, fmt.Errorf("postgres: no column holds donation field %s", f)
-}
-
-// Reverse implements floodgate.Store.
-func (s *Store) Reverse(ctx context.Context, id string, kind floodgate.Reversal, total int64, at time.Time) (*floodgate.Donation, error) {
-	at = micro(at)
-	return s.move(ctx, id, func(d *floodgate.Donation) (floodgate.Transition, error) {
-		return floodgate.ApplyReversal(d, kind, total, at)
-	})
-}
-
-// Settle implements floodgate.Store.
-func (s *Store) Settle(ctx context.Context, st floodgate.Settlement) (*floodgate.Donation, error) {
-	if st.At.IsZero() {
-		st.At = s.clock.Now()
-	}
-	st.At = micro(st.At)
-	return s.move(ctx, st.DonationID, func(d *floodgate.Donation) (floodgate.Transition, error) {
-		return floodgate.ApplySettlement(d, st)
-	})
-}
-
 // CancelDonation implements floodgate.Store.
 func (s *Store) CancelDonation(ctx context.Context, id string, now time.Time) (*floodgate.Donation, error) {
 	if now.IsZero() {
 		now = s.clock.Now()
 	}
 	now = micro(now)
-	return s.move(ctx, id, func(d *floodgate.Donation) (floodgate.Transition, error) {
-		return floodgate.ApplyCancel(d, now)
+	return s.moveDonation(ctx, id, func(o *floodgate.PaymentOrder, _ time.Time) (floodgate.Transition, error) {
+		return floodgate.ApplyCancel(o, now)
 	})
 }
 
 // ReplacePaymentMethod implements floodgate.Store.
 func (s *Store) ReplacePaymentMethod(ctx context.Context, id, pm string, now time.Time) (*floodgate.Donation, error) {
 	now = micro(now)
-	return s.move(ctx, id, func(d *floodgate.Donation) (floodgate.Transition, error) {
-		return floodgate.ApplyPaymentMethod(d, pm, now)
+	return s.moveDonation(ctx, id, func(o *floodgate.PaymentOrder, _ time.Time) (floodgate.Transition, error) {
+		return floodgate.ApplyPaymentMethod(o, pm, now)
 	})
 }
 
-// NewKeyGeneration implements floodgate.Store.
-func (s *Store) NewKeyGeneration(ctx context.Context, owner, id string, from int, paymentIntentID string, now time.Time) (*floodgate.Donation, error) {
-	now = micro(now)
-	return s.move(ctx, id, func(d *floodgate.Donation) (floodgate.Transition, error) {
-		return floodgate.ApplyNewKeyGeneration(d, owner, from, paymentIntentID, now)
-	})
-}
-
-// Backlog implements floodgate.Store in one statement: the head of the
-// partial index of waiting donations, and the sum of the per-campaign
-// waiting counts.
-func (s *Store) Backlog(ctx context.Context) (floodgate.Backlog, error) {
-	var (
-		b    floodgate.Backlog
-		head *int64
-		at   *time.Time
-	)
-	err := s.pool.QueryRow(ctx, `SELECT (SELECT COALESCE(SUM(waiting), 0)::bigint FROM totals), h.seq, h.created_at
-		FROM (SELECT 1) AS one LEFT JOIN LATERAL (
-			SELECT seq, created_at FROM donations WHERE status = 'accepted' ORDER BY seq LIMIT 1
-		) AS h ON true`).Scan(&b.Waiting, &head, &at)
-	if err != nil {
-		return floodgate.Backlog{}, err
-	}
-	if head != nil {
-		b.HeadSeq, b.Oldest = *head, *at
-	}
-	return b, nil
-}
-
-// ClaimDonations implements floodgate.Store. Rows are chosen with FOR
-// UPDATE SKIP LOCKED: a dispatcher never waits on rows another is claiming
-// and never gets them, so any number of dispatchers on any number of nodes
-// claim disjoint donations, each close to the head of the line.
-func (s *Store) ClaimDonations(ctx context.Context, owner string, n int, now time.Time, lease time.Duration) ([]*floodgate.Donation, error) {
-	if n <= 0 {
-		return nil, nil
-	}
-	now = micro(now)
-	until := micro(now.Add(lease))
-	var out []*floodgate.Donation
-	err := s.inTx(ctx, func(tx pgx.Tx) error {
-		// Gifts whose dispatcher died resume first, with their key unchanged.
-		orphans, err := collectDonations(tx.Query(ctx, `WITH o AS (
-				SELECT seq FROM donations WHERE status = 'processing' AND lease_until < $3
-				ORDER BY lease_until, seq LIMIT $4 FOR UPDATE SKIP LOCKED)
-			UPDATE donations d SET claimed_by = $1, lease_until = $2 FROM o WHERE d.seq = o.seq
-			RETURNING `+donationColsOf("d"), owner, until, now, n))
-		if err != nil {
+// moveDonation is move on a donation's order, found by the donation's
+// id; it returns the donation as it now is, or, with a refusal, as it was.
+func (s *Store) moveDonation(ctx context.Context, id string, decide decision) (*floodgate.Donation, error) {
+	var out *floodgate.Donation
+	_, err := s.move(ctx, `d.id = $1`, id, decide, func(b *pgx.Batch, seq int64) {
+		b.Queue(`SELECT `+donationCols+donationFrom+` WHERE d.seq = $1`, seq).QueryRow(func(row pgx.Row) (err error) {
+			out, err = scanDonation(row)
 			return err
-		}
-		out = orphans
-		if len(orphans) >= n {
-			return nil
-		}
-		fresh, err := collectDonations(tx.Query(ctx, `WITH l AS (
-				SELECT seq FROM donations WHERE status = 'accepted'
-				ORDER BY seq LIMIT $4 FOR UPDATE SKIP LOCKED)
-			UPDATE donations d SET status = 'processing', claimed_by = $1, lease_until = $2,
-				key_since = COALESCE(d.key_since, $3), updated_at = $3
-			FROM l WHERE d.seq = l.seq
-			RETURNING `+donationColsOf("d"), owner, until, now, n-len(orphans)))
-		if err != nil || len(fresh) == 0 {
-			return err
-		}
-		out = append(out, fresh...)
-		seqs := make([]int64, len(fresh))
-		deltas := map[string]floodgate.TotalsDelta{}
-		for i, d := range fresh {
-			seqs[i] = d.Seq
-			delta := deltas[d.CampaignID]
-			delta.Add(floodgate.Delta(floodgate.StatusAccepted, floodgate.StatusProcessing, d.Amount))
-			deltas[d.CampaignID] = delta
-		}
-		b := &pgx.Batch{}
-		// A later statement than the claim, so its snapshot sees every
-		// history line committed before the rows were locked.
-		b.Queue(`INSERT INTO donation_history (donation_seq, n, status, at)
-			SELECT u.seq, (SELECT COALESCE(MAX(h.n), -1) + 1 FROM donation_history h WHERE h.donation_seq = u.seq),
-				'processing', $2
-			FROM unnest($1::bigint[]) AS u (seq)`, seqs, now)
-		queueTotals(b, deltas, now)
-		return tx.SendBatch(ctx, b).Close()
+		})
 	})
-	if err != nil {
-		return nil, err
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, donationNotFound(id)
 	}
-	slices.SortFunc(out, func(a, b *floodgate.Donation) int { return cmp.Compare(a.Seq, b.Seq) })
-	return out, nil
-}
-
-// ExtendLeases implements floodgate.Store.
-func (s *Store) ExtendLeases(ctx context.Context, owner string, until time.Time) error {
-	_, err := s.pool.Exec(ctx, `UPDATE donations SET lease_until = $1 WHERE status = 'processing' AND claimed_by = $2`,
-		micro(until), owner)
-	return err
-}
-
-// ReleaseLeases implements floodgate.Store: a released lease ends at the
-// Unix epoch, so the donation is an orphan any dispatcher resumes first.
-func (s *Store) ReleaseLeases(ctx context.Context, owner string) error {
-	_, err := s.pool.Exec(ctx, `UPDATE donations SET lease_until = 'epoch'
-		WHERE status = 'processing' AND ($1::text = '' OR claimed_by = $1::text)`, owner)
-	return err
-}
-
-// Defer implements floodgate.Store.
-func (s *Store) Defer(ctx context.Context, owner, id string, until time.Time) error {
-	tag, err := s.pool.Exec(ctx, `UPDATE donations SET claimed_by = NULL, lease_until = $1 WHERE id = $2 AND status = 'processing' AND claimed_by = $3`,
-		micro(until), id, owner)
-	if err != nil {
-		return err
-	}
-	if tag.RowsAffected() == 0 {
-		return floodgate.Errorf(floodgate.ESTATE, "Donation %q is not processing under this claim.", id)
-	}
-	return nil
-}
-
-// ActionExpired implements floodgate.Store.
-func (s *Store) ActionExpired(ctx context.Context, before time.Time, n int) ([]*floodgate.Donation, error) {
-	if n <= 0 {
-		return nil, nil
-	}
-	return collectDonations(s.pool.Query(ctx, `SELECT `+donationCols+` FROM donations
-		WHERE status = 'requires_action' AND action_since < $1 ORDER BY action_since, seq LIMIT $2`, micro(before), n))
+	return out, err
 }
 
 // Secret implements floodgate.Store. The first node to ask inserts its

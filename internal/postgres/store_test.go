@@ -68,10 +68,12 @@ func testSchema(tb testing.TB) (url, schema string) {
 }
 
 // openStore opens a store on schema, closed when tb ends (before the
-// schema is dropped: cleanups run last registered first).
+// schema is dropped: cleanups run last registered first). clock, when not
+// nil, also stands in for the database's clock in leases, so that a test
+// moves them by hand.
 func openStore(tb testing.TB, url, schema string, clock floodgate.Clock) *postgres.Store {
 	tb.Helper()
-	s, err := postgres.Open(context.Background(), postgres.Options{URL: url, MaxConns: 8, Schema: schema, Clock: clock})
+	s, err := postgres.Open(context.Background(), postgres.Options{URL: url, MaxConns: 8, Schema: schema, Clock: clock, LeaseClock: clock})
 	if err != nil {
 		tb.Fatalf("Open: %v", err)
 	}
@@ -147,7 +149,9 @@ func TestConcurrentClaimsDisjoint(t *testing.T) {
 		}
 	}
 
+	tokens := map[int64]bool{} // every claim's token: none is issued twice
 	claimAll := func(now time.Time) map[string]int {
+		clock.Set(now)
 		var (
 			mu  sync.Mutex
 			got = map[string]int{}
@@ -160,23 +164,24 @@ func TestConcurrentClaimsDisjoint(t *testing.T) {
 					defer wg.Done()
 					owner := fmt.Sprintf("node%d-%d", node, worker)
 					for {
-						ds, err := nodes[node].ClaimDonations(ctx, owner, 7, now, time.Minute)
+						os, err := nodes[node].ClaimOrders(ctx, owner, 7, time.Minute)
 						if err != nil {
-							t.Errorf("%s: ClaimDonations: %v", owner, err)
+							t.Errorf("%s: ClaimOrders: %v", owner, err)
 							return
 						}
-						if len(ds) == 0 {
+						if len(os) == 0 {
 							return
 						}
-						if !slices.IsSortedFunc(ds, func(a, b *floodgate.Donation) int { return int(a.Seq - b.Seq) }) {
+						if !slices.IsSortedFunc(os, func(a, b *floodgate.PaymentOrder) int { return int(a.Seq - b.Seq) }) {
 							t.Errorf("%s: claim not sorted by seq", owner)
 						}
 						mu.Lock()
-						for _, d := range ds {
-							if d.ClaimedBy != owner || d.Status != floodgate.StatusProcessing {
-								t.Errorf("%s: claimed %+v", owner, d)
+						for _, o := range os {
+							if o.ClaimedBy != owner || o.Status != floodgate.StatusProcessing || o.Token == 0 || tokens[o.Token] {
+								t.Errorf("%s: claimed %+v", owner, o)
 							}
-							got[d.ID]++
+							tokens[o.Token] = true
+							got[o.PaysFor]++
 						}
 						mu.Unlock()
 					}
@@ -205,13 +210,13 @@ func TestConcurrentClaimsDisjoint(t *testing.T) {
 			t.Fatalf("totals %s = %+v, %v", c, tot, err)
 		}
 	}
-	if n := count(t, nodes[0], `SELECT count(*) FROM donation_history WHERE status = 'processing'`); n != total {
+	if n := count(t, nodes[0], `SELECT count(*) FROM order_history WHERE status = 'processing'`); n != total {
 		t.Fatalf("%d processing history lines, want %d", n, total)
 	}
 
 	// Every lease has expired: each orphan is resumed by exactly one node.
 	check("orphans", claimAll(storetest.Epoch.Add(2*time.Minute)))
-	if n := count(t, nodes[0], `SELECT count(*) FROM donation_history WHERE status = 'processing'`); n != total {
+	if n := count(t, nodes[0], `SELECT count(*) FROM order_history WHERE status = 'processing'`); n != total {
 		t.Fatalf("%d processing history lines after resuming orphans, want still %d", n, total)
 	}
 }
@@ -274,7 +279,7 @@ func TestConcurrentAcceptSameKey(t *testing.T) {
 	if n := count(t, nodes[0], `SELECT count(*) FROM donations`); n != keys {
 		t.Fatalf("%d donations stored, want %d", n, keys)
 	}
-	if n := count(t, nodes[0], `SELECT count(*) FROM donation_history`); n != keys {
+	if n := count(t, nodes[0], `SELECT count(*) FROM order_history`); n != keys {
 		t.Fatalf("%d history lines, want %d", n, keys)
 	}
 	tot, err := nodes[1].Totals(ctx, "c")
@@ -309,9 +314,11 @@ func TestAcceptDeadlockRetried(t *testing.T) {
 	if err := tx.QueryRow(ctx, `SELECT pg_backend_pid()`).Scan(&gatePID); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := tx.Exec(ctx, `INSERT INTO donations (id, campaign_id, idempotency_key, request_hash, amount,
-		currency, email, name, payment_method, anonymous, message, client_addr, status, created_at, updated_at)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, false, '', $10, 'accepted', now(), now())`,
+	if _, err := tx.Exec(ctx, `WITH d AS (
+			INSERT INTO donations (id, campaign_id, idempotency_key, request_hash, amount,
+				currency, email, name, payment_method, anonymous, message, client_addr, created_at)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, false, '', $10, now()) RETURNING seq)
+		INSERT INTO payment_orders (seq, kind, status, format, updated_at) SELECT seq, 'donation', 'accepted', 1, now() FROM d`,
 		floodgate.NewID(floodgate.DonationIDPrefix), gate.CampaignID, gate.IdempotencyKey, gate.RequestHash,
 		gate.Amount, gate.Currency, gate.Email, gate.Name, gate.PaymentMethod, gate.ClientAddr); err != nil {
 		t.Fatal(err)

@@ -91,7 +91,7 @@ func TestLatency(t *testing.T) {
 	slow := newEnv(t, Options{Latency: time.Minute})
 	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
 	defer cancel()
-	_, err := slow.pay.Charge(ctx, floodgate.ChargeRequest{DonationID: "don_1", Amount: 2500, Currency: "eur", PaymentMethod: "pm_card_visa", IdempotencyKey: "k"})
+	_, err := slow.pay.Charge(ctx, floodgate.ChargeRequest{Metadata: floodgate.DonationLookup("don_1"), Amount: 2500, Currency: "eur", PaymentMethod: "pm_card_visa", IdempotencyKey: "k"})
 	if err != context.DeadlineExceeded {
 		t.Errorf("err = %v, want the context's", err)
 	}
@@ -176,7 +176,7 @@ func TestListenAndServe(t *testing.T) {
 		t.Fatal("never ready")
 	}
 	pay := adapter(t, "http://"+addr.String(), testKey)
-	p, err := pay.Charge(context.Background(), floodgate.ChargeRequest{DonationID: "don_1", Amount: 2500, Currency: "eur", PaymentMethod: "pm_card_visa", IdempotencyKey: "k"})
+	p, err := pay.Charge(context.Background(), floodgate.ChargeRequest{Metadata: floodgate.DonationLookup("don_1"), Amount: 2500, Currency: "eur", PaymentMethod: "pm_card_visa", IdempotencyKey: "k"})
 	if err != nil || p.Status != floodgate.PaymentSucceeded {
 		t.Fatalf("charge: %+v, %v", p, err)
 	}

@@ -82,7 +82,7 @@ func adapter(tb testing.TB, base, key string) *fgstripe.Client {
 func (e *env) charge(tb testing.TB, donation, pm, key string) (*floodgate.Payment, error) {
 	tb.Helper()
 	return e.pay.Charge(context.Background(), floodgate.ChargeRequest{
-		DonationID: donation, Amount: 2500, Currency: "eur", PaymentMethod: pm, IdempotencyKey: key,
+		Metadata: floodgate.DonationLookup(donation), Amount: 2500, Currency: "eur", PaymentMethod: pm, IdempotencyKey: key,
 	})
 }
 

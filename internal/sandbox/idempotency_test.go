@@ -80,7 +80,7 @@ func TestIdempotencyMismatch(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, err = e.pay.Charge(ctx, floodgate.ChargeRequest{DonationID: "don_1", Amount: 9900, Currency: "eur", PaymentMethod: "pm_card_visa", IdempotencyKey: "don_1:1"})
+	_, err = e.pay.Charge(ctx, floodgate.ChargeRequest{Metadata: floodgate.DonationLookup("don_1"), Amount: 9900, Currency: "eur", PaymentMethod: "pm_card_visa", IdempotencyKey: "don_1:1"})
 	pe := providerError(t, err, floodgate.ProviderIdempotency)
 	if pe.HTTPStatus != 400 || pe.Type != "idempotency_error" || !strings.Contains(pe.Message, "same parameters") || !pe.Unknown() {
 		t.Errorf("mismatch: %+v", pe)
@@ -116,7 +116,7 @@ func TestIdempotencyKeyInFlight(t *testing.T) {
 	}
 	first := make(chan result, 1)
 	go func() {
-		p, err := e.pay.Charge(context.Background(), floodgate.ChargeRequest{DonationID: "don_1", Amount: 2500, Currency: "eur",
+		p, err := e.pay.Charge(context.Background(), floodgate.ChargeRequest{Metadata: floodgate.DonationLookup("don_1"), Amount: 2500, Currency: "eur",
 			PaymentMethod: "pm_card_visa", IdempotencyKey: "don_1:1"})
 		first <- result{p, err}
 	}()

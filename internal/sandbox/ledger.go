@@ -3,6 +3,8 @@ package sandbox
 import (
 	"slices"
 	"time"
+
+	"github.com/floodgate/floodgate"
 )
 
 // Ledger is every PaymentIntent the sandbox holds, grouped by the donation
@@ -79,7 +81,7 @@ func (s *Server) ledger(donationID string, entries bool) Ledger {
 	c := s.stats
 	succeeded := map[string]int{}
 	for _, pi := range s.order {
-		did := pi.Metadata["donation_id"]
+		did := pi.Metadata[floodgate.MetaDonation]
 		switch pi.Status {
 		case statusSucceeded:
 			c.Succeeded++
@@ -112,7 +114,7 @@ func (s *Server) ledger(donationID string, entries bool) Ledger {
 	}
 	donations := map[string]bool{}
 	for _, pi := range s.order {
-		if did := pi.Metadata["donation_id"]; did != "" {
+		if did := pi.Metadata[floodgate.MetaDonation]; did != "" {
 			donations[did] = true
 		}
 	}

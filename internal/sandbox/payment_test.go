@@ -184,7 +184,7 @@ func TestConfirmAfterDecline(t *testing.T) {
 	ctx := context.Background()
 	_, err := e.charge(t, "don_1", "pm_card_chargeDeclined", "don_1:1")
 	first := providerError(t, err, floodgate.ProviderCard).Payment
-	p, err := e.pay.Charge(ctx, floodgate.ChargeRequest{DonationID: "don_1", PaymentIntentID: first.ID,
+	p, err := e.pay.Charge(ctx, floodgate.ChargeRequest{Metadata: floodgate.DonationLookup("don_1"), PaymentIntentID: first.ID,
 		PaymentMethod: "pm_card_mastercard", IdempotencyKey: "don_1:2"})
 	if err != nil {
 		t.Fatalf("confirm: %v", err)
@@ -397,7 +397,7 @@ func TestListPagination(t *testing.T) {
 		t.Errorf("window has %d, want %d (33)", len(window), want)
 	}
 	// One donation, matched on metadata.
-	mine, err := floodgate.AllPayments(ctx, e.pay, floodgate.PaymentQuery{DonationID: "don_7"})
+	mine, err := floodgate.AllPayments(ctx, e.pay, floodgate.PaymentQuery{Metadata: floodgate.DonationLookup("don_7")})
 	if err != nil || len(mine) != 3 {
 		t.Errorf("don_7: %d payments, %v", len(mine), err)
 	}

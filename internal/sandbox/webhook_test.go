@@ -133,11 +133,11 @@ func TestWebhooks(t *testing.T) {
 		}
 		switch d.Type {
 		case "payment_intent.succeeded":
-			if d.Payment.Status != floodgate.PaymentSucceeded || d.DonationID != "don_1" || ev.Request == nil || ev.Request.IdempotencyKey != "don_1:1" {
+			if d.Payment.Status != floodgate.PaymentSucceeded || d.Metadata[floodgate.MetaDonation] != "don_1" || ev.Request == nil || ev.Request.IdempotencyKey != "don_1:1" {
 				t.Errorf("succeeded event: %+v %+v", d, ev.Request)
 			}
 		case "payment_intent.payment_failed":
-			if d.Payment.DeclineCode != "generic_decline" || d.DonationID != "don_2" {
+			if d.Payment.DeclineCode != "generic_decline" || d.Metadata[floodgate.MetaDonation] != "don_2" {
 				t.Errorf("failed event: %+v", d.Payment)
 			}
 		case "payment_intent.requires_action":
@@ -145,7 +145,7 @@ func TestWebhooks(t *testing.T) {
 				t.Error("requires_action event without next_action")
 			}
 		case "charge.refunded":
-			if d.Amount != 500 || d.DonationID != "don_1" {
+			if d.Amount != 500 || d.Metadata[floodgate.MetaDonation] != "don_1" {
 				t.Errorf("refund event: %+v", d)
 			}
 		case "charge.dispute.created":

@@ -31,13 +31,24 @@ type acceptState struct {
 	more map[int64][]int64
 
 	insChunk, insOne   *sql.Stmt
+	insOrders          *sql.Stmt
 	histChunk, histOne *sql.Stmt
 }
 
 const insertCols = `(seq, id, campaign_id, idempotency_key, key_hash, request_hash, amount, currency, email, name,
-	payment_method, anonymous, message, declaration, client_addr, status, created_at, updated_at)`
+	payment_method, anonymous, message, declaration, client_addr, created_at)`
 
-const insertRow = `(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'accepted', ?, ?)`
+const insertRow = `(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
+
+// insertArgs is how many arguments insertRow takes.
+const insertArgs = 16
+
+// insertOrders makes the payment orders of the donations with seqs from ?2
+// to ?3, just inserted, as floodgate.NewOrder describes them, in request
+// format ?1: one statement for the batch, and what the order reads from
+// its donation is not written twice.
+const insertOrders = `INSERT INTO payment_orders (seq, kind, status, format, updated_at)
+	SELECT seq, 'donation', 'accepted', ?, created_at FROM donations WHERE seq >= ? AND seq <= ?`
 
 const historyRow = `(?, 0, 'accepted', ?, '', '')`
 
@@ -55,8 +66,9 @@ func (s *Store) openAccept(ctx context.Context) error {
 	}{
 		{&a.insChunk, `INSERT INTO donations ` + insertCols + ` VALUES ` + rows(insertRow, chunk)},
 		{&a.insOne, `INSERT INTO donations ` + insertCols + ` VALUES ` + insertRow},
-		{&a.histChunk, `INSERT INTO donation_history (donation_seq, n, status, at, failure_code, note) VALUES ` + rows(historyRow, chunk)},
-		{&a.histOne, `INSERT INTO donation_history (donation_seq, n, status, at, failure_code, note) VALUES ` + historyRow},
+		{&a.insOrders, insertOrders},
+		{&a.histChunk, `INSERT INTO order_history (order_seq, n, status, at, failure_code, note) VALUES ` + rows(historyRow, chunk)},
+		{&a.histOne, `INSERT INTO order_history (order_seq, n, status, at, failure_code, note) VALUES ` + historyRow},
 	} {
 		st, err := s.w.PrepareContext(ctx, p.query)
 		if err != nil {
@@ -171,8 +183,10 @@ func (ad acceptedDonations) learn(a *acceptState) {
 }
 
 // acceptDonations stores a batch's donations in tx with multi-row inserts
-// and no B-tree index over random keys, and returns one result per
-// donation: a new donation, a replay, or a refusal of that donation alone.
+// of the donations and their first history lines, one statement that makes
+// their payment orders, and no B-tree index over random keys, and returns
+// one result per donation: a new donation, a replay, or a refusal of that
+// donation alone.
 func (s *Store) acceptDonations(ctx context.Context, tx *sql.Tx, ds []*floodgate.Donation, now time.Time) (acceptedDonations, error) {
 	a := &s.accept
 	out := acceptedDonations{results: make([]floodgate.AcceptResult, len(ds)), next: a.nextSeq}
@@ -214,8 +228,9 @@ func (s *Store) acceptDonations(ctx context.Context, tx *sql.Tx, ds []*floodgate
 		if nd.ID == "" {
 			nd.ID = floodgate.NewID(floodgate.DonationIDPrefix)
 		}
-		nd.Seq, nd.Status, nd.CreatedAt, nd.UpdatedAt = out.next, floodgate.StatusAccepted, now, now
+		nd.Seq = out.next
 		out.next++
+		nd.Accepted(now)
 		out.fresh = append(out.fresh, freshDonation{h, &nd})
 		batch[h] = append(batch[h], &nd)
 		results[i].Intake = &nd
@@ -227,7 +242,7 @@ func (s *Store) acceptDonations(ctx context.Context, tx *sql.Tx, ds []*floodgate
 	at := nanos(now)
 	insChunk, insOne := tx.StmtContext(ctx, a.insChunk), tx.StmtContext(ctx, a.insOne)
 	histChunk, histOne := tx.StmtContext(ctx, a.histChunk), tx.StmtContext(ctx, a.histOne)
-	args := make([]any, 0, chunk*17)
+	args := make([]any, 0, chunk*insertArgs)
 	hargs := make([]any, 0, chunk*2)
 	for start := 0; start < len(out.fresh); start += chunk {
 		part := out.fresh[start:min(start+chunk, len(out.fresh))]
@@ -235,7 +250,7 @@ func (s *Store) acceptDonations(ctx context.Context, tx *sql.Tx, ds []*floodgate
 		for _, f := range part {
 			d := f.d
 			args = append(args, d.Seq, d.ID, d.CampaignID, d.IdempotencyKey, f.hash, d.RequestHash, d.Amount, d.Currency,
-				d.Email, d.Name, d.PaymentMethod, d.Anonymous, d.Message, declarationText(d.Declaration), d.ClientAddr, at, at)
+				d.Email, d.Name, d.PaymentMethod, d.Anonymous, d.Message, declarationText(d.Declaration), d.ClientAddr, at)
 			hargs = append(hargs, d.Seq, at)
 		}
 		ins, hist := insChunk, histChunk
@@ -252,12 +267,19 @@ func (s *Store) acceptDonations(ctx context.Context, tx *sql.Tx, ds []*floodgate
 			continue
 		}
 		for j := range part {
-			if _, err := ins.ExecContext(ctx, args[j*17:(j+1)*17]...); err != nil {
+			if _, err := ins.ExecContext(ctx, args[j*insertArgs:(j+1)*insertArgs]...); err != nil {
 				return out, err
 			}
 			if _, err := hist.ExecContext(ctx, hargs[j*2:(j+1)*2]...); err != nil {
 				return out, err
 			}
+		}
+	}
+	if len(out.fresh) > 0 {
+		// The batch's seqs run without a gap: out.next counted them out.
+		first, last := out.fresh[0].d.Seq, out.fresh[len(out.fresh)-1].d.Seq
+		if _, err := tx.StmtContext(ctx, a.insOrders).ExecContext(ctx, int(floodgate.CurrentFormat), first, last); err != nil {
+			return out, err
 		}
 	}
 	return out, s.applyTotals(ctx, tx, deltas, now)
@@ -272,7 +294,7 @@ func (s *Store) findKey(ctx context.Context, tx *sql.Tx, h int64, d *floodgate.D
 		}
 	}
 	for _, seq := range s.accept.candidates(h) {
-		prev, err := scanDonation(tx.QueryRowContext(ctx, `SELECT `+donationCols+` FROM donations WHERE seq = ?`, seq))
+		prev, err := scanDonation(tx.QueryRowContext(ctx, `SELECT `+donationCols+donationFrom+` WHERE d.seq = ?`, seq))
 		if err != nil {
 			return nil, fmt.Errorf("idempotency index names seq %d: %w", seq, err)
 		}
@@ -290,7 +312,7 @@ func (s *Store) DonationByKey(ctx context.Context, campaignID, key string) (*flo
 	seqs := a.candidates(hashKey(campaignID, key))
 	a.mu.Unlock()
 	for _, seq := range seqs {
-		d, err := scanDonation(s.r.QueryRowContext(ctx, `SELECT `+donationCols+` FROM donations WHERE seq = ?`, seq))
+		d, err := scanDonation(s.r.QueryRowContext(ctx, `SELECT `+donationCols+donationFrom+` WHERE d.seq = ?`, seq))
 		if err != nil {
 			return nil, err
 		}

@@ -6,5 +6,8 @@
 // gets one fsync per batch; reads use a separate pool of read-only
 // connections, which WAL lets run beside the writer. An exclusive lock on a
 // file beside the database keeps a second process from opening it: one
-// dispatcher per database is what makes leases safe to release at start-up.
+// dispatcher per database is what makes every claim safe to take back at
+// start-up. It also makes that process's clock (Options.Clock) the
+// database's clock, by which every lease is granted and every fence judged,
+// and the counter row a fencing-token sequence (see orders.go).
 package sqlite

@@ -21,17 +21,17 @@ func (s *Store) GiftAidDonations(ctx context.Context, campaignID string) ([]*flo
 	if _, err := s.Campaign(ctx, campaignID); err != nil {
 		return nil, err
 	}
-	return queryDonations(ctx, s.r, `SELECT `+donationCols+` FROM donations
-		WHERE campaign_id = ? AND status = 'succeeded' AND refunded = 0 AND disputed = 0
-			AND declaration IS NOT NULL AND json_extract(declaration, '$.scheme') = ?
-		ORDER BY created_at, seq`, campaignID, floodgate.SchemeUKGiftAid)
+	return queryAll(ctx, s.r, scanDonation, `SELECT `+donationCols+donationFrom+`
+		WHERE d.campaign_id = ? AND o.status = 'succeeded' AND o.refunded = 0 AND o.disputed = 0
+			AND d.declaration IS NOT NULL AND json_extract(d.declaration, '$.scheme') = ?
+		ORDER BY d.created_at, d.seq`, campaignID, floodgate.SchemeUKGiftAid)
 }
 
 // DonorTotals implements floodgate.Reports in one scan of the period's
 // succeeded gifts, grouped by floodgate.DonorSums.
 func (s *Store) DonorTotals(ctx context.Context, currency string, from, to time.Time) ([]floodgate.DonorTotal, error) {
-	rows, err := s.r.QueryContext(ctx, `SELECT seq, email, name, amount, refunded, disputed, created_at, declaration
-		FROM donations WHERE status = 'succeeded' AND currency = ? AND created_at >= ? AND created_at < ?`,
+	rows, err := s.r.QueryContext(ctx, `SELECT d.seq, d.email, d.name, d.amount, o.refunded, o.disputed, d.created_at, d.declaration
+		`+donationFrom+` WHERE o.status = 'succeeded' AND d.currency = ? AND d.created_at >= ? AND d.created_at < ?`,
 		currency, nanos(from), nanos(to))
 	if err != nil {
 		return nil, err

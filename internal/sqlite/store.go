@@ -1,7 +1,6 @@
 package sqlite
 
 import (
-	"cmp"
 	"context"
 	"crypto/rand"
 	"database/sql"
@@ -11,8 +10,6 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
-	"slices"
-	"strings"
 	"time"
 
 	_ "modernc.org/sqlite" // registers the "sqlite" driver
@@ -30,7 +27,9 @@ type Options struct {
 	Path string
 	// ReadConns bounds the read-only connection pool.
 	ReadConns int
-	// Clock stamps accepted donations; the system clock when nil.
+	// Clock stamps accepted donations and is the database's clock, by
+	// which leases are granted and judged (the process that opens the
+	// file is its only one); the system clock when nil.
 	Clock floodgate.Clock
 }
 
@@ -104,8 +103,8 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 		return nil
 	}
 	if err := errors.Join(
-		prep(&s.insHistory, `INSERT INTO donation_history (donation_seq, n, status, at, failure_code, note)
-			VALUES (?, (SELECT COALESCE(MAX(n), -1) + 1 FROM donation_history WHERE donation_seq = ?), ?, ?, ?, ?)`),
+		prep(&s.insHistory, `INSERT INTO order_history (order_seq, n, status, at, failure_code, note)
+			VALUES (?, (SELECT COALESCE(MAX(n), -1) + 1 FROM order_history WHERE order_seq = ?), ?, ?, ?, ?)`),
 		prep(&s.updTotals, `UPDATE totals SET raised = raised + ?, donations = donations + ?,
 			pending = pending + ?, pending_count = pending_count + ?, waiting = waiting + ?, updated_at = ?
 			WHERE campaign_id = ?`),
@@ -159,7 +158,8 @@ func DefaultPath(dataDir string) string { return filepath.Join(dataDir, "floodga
 // Close closes both pools and releases the process lock.
 func (s *Store) Close() error {
 	var errs []error
-	for _, st := range []*sql.Stmt{s.insHistory, s.updTotals, s.accept.insChunk, s.accept.insOne, s.accept.histChunk, s.accept.histOne} {
+	a := &s.accept
+	for _, st := range []*sql.Stmt{s.insHistory, s.updTotals, a.insChunk, a.insOne, a.insOrders, a.histChunk, a.histOne} {
 		if st != nil {
 			errs = append(errs, st.Close())
 		}
@@ -395,38 +395,34 @@ func (s *Store) applyTotals(ctx context.Context, tx *sql.Tx, deltas map[string]f
 
 // --- donations ---
 
-const donationCols = `seq, id, campaign_id, idempotency_key, request_hash, amount, currency, email, name,
-	payment_method, anonymous, message, declaration, client_addr, status, attempt, key_since,
-	payment_intent_id, client_secret, next_action, failure_code, action_since, claimed_by, lease_until,
-	created_at, updated_at, refunded, disputed`
+// donationCols reads a donation, d, with its order's state (orderCols):
+// what the donor gave, then what the payment made of it.
+const donationCols = `d.seq, d.id, d.campaign_id, d.idempotency_key, d.request_hash, d.amount, d.currency, d.email, d.name,
+	d.anonymous, d.message, d.declaration, d.created_at, ` + orderCols
+
+// donationFrom joins a donation to its order, which shares its seq.
+const donationFrom = orderFrom
 
 func scanDonation(sc scanner) (*floodgate.Donation, error) {
 	var (
-		d                                 floodgate.Donation
-		decl, pi, secret, next, fail, by  sql.NullString
-		keySince, actionSince, leaseUntil sql.NullInt64
-		created, updated                  int64
-		status                            string
+		d       floodgate.Donation
+		decl    sql.NullString
+		created int64
+		o       orderRow
 	)
-	if err := sc.Scan(&d.Seq, &d.ID, &d.CampaignID, &d.IdempotencyKey, &d.RequestHash, &d.Amount, &d.Currency,
-		&d.Email, &d.Name, &d.PaymentMethod, &d.Anonymous, &d.Message, &decl, &d.ClientAddr, &status,
-		&d.Attempt, &keySince, &pi, &secret, &next, &fail, &actionSince, &by, &leaseUntil,
-		&created, &updated, &d.Refunded, &d.Disputed); err != nil {
+	dest := append([]any{&d.Seq, &d.ID, &d.CampaignID, &d.IdempotencyKey, &d.RequestHash, &d.Amount, &d.Currency,
+		&d.Email, &d.Name, &d.Anonymous, &d.Message, &decl, &created}, o.dest()...)
+	if err := sc.Scan(dest...); err != nil {
 		return nil, err
 	}
-	d.Status = floodgate.DonationStatus(status)
 	if decl.Valid {
 		d.Declaration = new(floodgate.Declaration)
 		if err := json.Unmarshal([]byte(decl.String), d.Declaration); err != nil {
 			return nil, fmt.Errorf("donation %s declaration: %w", d.ID, err)
 		}
 	}
-	d.KeySince, d.ActionSince, d.LeaseUntil = timePtr(keySince), timePtr(actionSince), timePtr(leaseUntil)
-	d.PaymentIntentID, d.ClientSecret, d.FailureCode, d.ClaimedBy = pi.String, secret.String, fail.String, by.String
-	if next.Valid {
-		d.NextAction = json.RawMessage(next.String)
-	}
-	d.CreatedAt, d.UpdatedAt = fromNanos(created), fromNanos(updated)
+	d.CreatedAt = fromNanos(created)
+	d.ShowOrder(o.order())
 	return &d, nil
 }
 
@@ -440,26 +436,17 @@ func declarationText(d *floodgate.Declaration) sql.NullString {
 
 // Donation implements floodgate.Store.
 func (s *Store) Donation(ctx context.Context, id string) (*floodgate.Donation, error) {
-	d, err := scanDonation(s.r.QueryRowContext(ctx, `SELECT `+donationCols+` FROM donations WHERE id = ?`, id))
+	d, err := scanDonation(s.r.QueryRowContext(ctx, `SELECT `+donationCols+donationFrom+` WHERE d.id = ?`, id))
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, floodgate.Errorf(floodgate.ENOTFOUND, "Donation %q not found.", id)
 	}
 	return d, err
 }
 
-// DonationByPaymentIntent implements floodgate.Store.
-func (s *Store) DonationByPaymentIntent(ctx context.Context, paymentIntentID string) (*floodgate.Donation, error) {
-	d, err := scanDonation(s.r.QueryRowContext(ctx, `SELECT `+donationCols+` FROM donations WHERE payment_intent_id = ?`, paymentIntentID))
-	if errors.Is(err, sql.ErrNoRows) {
-		return nil, floodgate.Errorf(floodgate.ENOTFOUND, "No donation has PaymentIntent %q.", paymentIntentID)
-	}
-	return d, err
-}
-
 // History implements floodgate.Store.
 func (s *Store) History(ctx context.Context, id string) ([]floodgate.StatusChange, error) {
-	rows, err := s.r.QueryContext(ctx, `SELECT h.status, h.at, h.failure_code, h.note FROM donation_history h
-		JOIN donations d ON d.seq = h.donation_seq WHERE d.id = ? ORDER BY h.n`, id)
+	rows, err := s.r.QueryContext(ctx, `SELECT h.status, h.at, h.failure_code, h.note FROM order_history h
+		JOIN donations d ON d.seq = h.order_seq WHERE d.id = ? ORDER BY h.n`, id)
 	if err != nil {
 		return nil, err
 	}
@@ -493,243 +480,30 @@ func (s *Store) CancelDonation(ctx context.Context, id string, now time.Time) (*
 	if now.IsZero() {
 		now = s.clock.Now()
 	}
-	return s.move(ctx, id, func(d *floodgate.Donation) (floodgate.Transition, error) {
-		return floodgate.ApplyCancel(d, now)
+	return s.moveDonation(ctx, id, func(o *floodgate.PaymentOrder, _ time.Time) (floodgate.Transition, error) {
+		return floodgate.ApplyCancel(o, now)
 	})
 }
 
 // ReplacePaymentMethod implements floodgate.Store.
 func (s *Store) ReplacePaymentMethod(ctx context.Context, id, pm string, now time.Time) (*floodgate.Donation, error) {
-	return s.move(ctx, id, func(d *floodgate.Donation) (floodgate.Transition, error) {
-		return floodgate.ApplyPaymentMethod(d, pm, now)
+	return s.moveDonation(ctx, id, func(o *floodgate.PaymentOrder, _ time.Time) (floodgate.Transition, error) {
+		return floodgate.ApplyPaymentMethod(o, pm, now)
 	})
 }
 
-// NewKeyGeneration implements floodgate.Store.
-func (s *Store) NewKeyGeneration(ctx context.Context, owner, id string, from int, paymentIntentID string, now time.Time) (*floodgate.Donation, error) {
-	return s.move(ctx, id, func(d *floodgate.Donation) (floodgate.Transition, error) {
-		return floodgate.ApplyNewKeyGeneration(d, owner, from, paymentIntentID, now)
+// moveDonation is move on a donation's order, found by the donation's
+// id; it returns the donation as it now is.
+func (s *Store) moveDonation(ctx context.Context, id string, decide decision) (*floodgate.Donation, error) {
+	var out *floodgate.Donation
+	_, err := s.move(ctx, `d.id = ?`, id, decide, func(tx *sql.Tx, seq int64) (err error) {
+		out, err = scanDonation(tx.QueryRowContext(ctx, `SELECT `+donationCols+donationFrom+` WHERE d.seq = ?`, seq))
+		return err
 	})
-}
-
-// Settle implements floodgate.Store.
-func (s *Store) Settle(ctx context.Context, st floodgate.Settlement) (*floodgate.Donation, error) {
-	if st.At.IsZero() {
-		st.At = s.clock.Now()
-	}
-	return s.move(ctx, st.DonationID, func(d *floodgate.Donation) (floodgate.Transition, error) {
-		return floodgate.ApplySettlement(d, st)
-	})
-}
-
-// Reverse implements floodgate.Store.
-func (s *Store) Reverse(ctx context.Context, id string, kind floodgate.Reversal, total int64, at time.Time) (*floodgate.Donation, error) {
-	return s.move(ctx, id, func(d *floodgate.Donation) (floodgate.Transition, error) {
-		return floodgate.ApplyReversal(d, kind, total, at)
-	})
-}
-
-// move reads a donation in a write transaction (BEGIN IMMEDIATE: no other
-// writer until it commits), asks decide what the change writes, writes
-// the Transition and returns the donation as it now is. An error from
-// decide comes back with the unchanged donation.
-func (s *Store) move(ctx context.Context, id string, decide func(*floodgate.Donation) (floodgate.Transition, error)) (*floodgate.Donation, error) {
-	tx, err := s.w.BeginTx(ctx, nil)
-	if err != nil {
-		return nil, err
-	}
-	defer func() { _ = tx.Rollback() }()
-	d, err := scanDonation(tx.QueryRowContext(ctx, `SELECT `+donationCols+` FROM donations WHERE id = ?`, id))
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, floodgate.Errorf(floodgate.ENOTFOUND, "Donation %q not found.", id)
-	} else if err != nil {
-		return nil, err
 	}
-	t, err := decide(d)
-	if err != nil {
-		return d, err
-	}
-	if err := s.write(ctx, tx, d, t); err != nil {
-		return nil, err
-	}
-	nd, err := scanDonation(tx.QueryRowContext(ctx, `SELECT `+donationCols+` FROM donations WHERE seq = ?`, d.Seq))
-	if err != nil {
-		return nil, err
-	}
-	if err := tx.Commit(); err != nil {
-		return nil, err
-	}
-	return nd, nil
-}
-
-// write applies t, decided on d, inside tx: one UPDATE of the fields it
-// changes, its history line and its totals delta. Every state change is
-// written by this one function.
-func (s *Store) write(ctx context.Context, tx *sql.Tx, d *floodgate.Donation, t floodgate.Transition) error {
-	if len(t.Changed) > 0 {
-		set := make([]string, len(t.Changed))
-		args := make([]any, 0, len(t.Changed)+1)
-		for i, f := range t.Changed {
-			col, v, err := column(f, t.Donation)
-			if err != nil {
-				return err
-			}
-			set[i] = col + " = ?"
-			args = append(args, v)
-		}
-		args = append(args, d.Seq)
-		if _, err := tx.ExecContext(ctx, `UPDATE donations SET `+strings.Join(set, ", ")+` WHERE seq = ?`, args...); err != nil {
-			return err
-		}
-	}
-	if h := t.History; h != nil {
-		if _, err := tx.StmtContext(ctx, s.insHistory).ExecContext(ctx, d.Seq, d.Seq, string(h.Status), nanos(h.At), h.FailureCode, h.Note); err != nil {
-			return err
-		}
-	}
-	return s.applyTotals(ctx, tx, map[string]floodgate.TotalsDelta{d.CampaignID: t.Delta}, t.At)
-}
-
-// column returns the column that holds field f and its value in d, as
-// this engine stores it.
-func column(f floodgate.DonationField, d *floodgate.Donation) (string, any, error) {
-	switch f {
-	case floodgate.FieldStatus:
-		return "status", string(d.Status), nil
-	case floodgate.FieldPaymentMethod:
-		return "payment_method", d.PaymentMethod, nil
-	case floodgate.FieldAttempt:
-		return "attempt", d.Attempt, nil
-	case floodgate.FieldKeySince:
-		return "key_since", nullNanos(d.KeySince), nil
-	case floodgate.FieldPaymentIntentID:
-		return "payment_intent_id", nullString(d.PaymentIntentID), nil
-	case floodgate.FieldClientSecret:
-		return "client_secret", nullString(d.ClientSecret), nil
-	case floodgate.FieldNextAction:
-		return "next_action", nullString(string(d.NextAction)), nil
-	case floodgate.FieldFailureCode:
-		return "failure_code", nullString(d.FailureCode), nil
-	case floodgate.FieldActionSince:
-		return "action_since", nullNanos(d.ActionSince), nil
-	case floodgate.FieldClaimedBy:
-		return "claimed_by", nullString(d.ClaimedBy), nil
-	case floodgate.FieldLeaseUntil:
-		return "lease_until", nullNanos(d.LeaseUntil), nil
-	case floodgate.FieldRefunded:
-		return "refunded", d.Refunded, nil
-	case floodgate.FieldDisputed:
-		return "disputed", d.Disputed, nil
-	case floodgate.FieldUpdatedAt:
-		return "updated_at", nanos(d.UpdatedAt), nil
-	}
-	return "", nil, fmt.Errorf("sqlite: no column holds donation field %s", f)
-}
-
-// Backlog implements floodgate.Store with two index look-ups.
-func (s *Store) Backlog(ctx context.Context) (floodgate.Backlog, error) {
-	var (
-		b       floodgate.Backlog
-		created sql.NullInt64
-	)
-	err := s.r.QueryRowContext(ctx, `SELECT seq, created_at FROM donations WHERE status = 'accepted' ORDER BY seq LIMIT 1`).
-		Scan(&b.HeadSeq, &created)
-	if err != nil && !errors.Is(err, sql.ErrNoRows) {
-		return b, err
-	}
-	if created.Valid {
-		b.Oldest = fromNanos(created.Int64)
-	}
-	if err := s.r.QueryRowContext(ctx, `SELECT COALESCE(SUM(waiting), 0) FROM totals`).Scan(&b.Waiting); err != nil {
-		return b, err
-	}
-	return b, nil
-}
-
-// ClaimDonations implements floodgate.Store.
-func (s *Store) ClaimDonations(ctx context.Context, owner string, n int, now time.Time, lease time.Duration) ([]*floodgate.Donation, error) {
-	if n <= 0 {
-		return nil, nil
-	}
-	until := nanos(now.Add(lease))
-	tx, err := s.w.BeginTx(ctx, nil)
-	if err != nil {
-		return nil, err
-	}
-	defer func() { _ = tx.Rollback() }()
-
-	// Gifts whose dispatcher died resume first, with their key unchanged.
-	orphans, err := queryDonations(ctx, tx, `UPDATE donations SET claimed_by = ?, lease_until = ?
-		WHERE seq IN (SELECT seq FROM donations WHERE status = 'processing' AND lease_until < ? ORDER BY lease_until, seq LIMIT ?)
-		RETURNING `+donationCols, owner, until, nanos(now), n)
-	if err != nil {
-		return nil, err
-	}
-	fresh, err := queryDonations(ctx, tx, `UPDATE donations SET status = 'processing', claimed_by = ?, lease_until = ?,
-		key_since = COALESCE(key_since, ?), updated_at = ?
-		WHERE seq IN (SELECT seq FROM donations WHERE status = 'accepted' ORDER BY seq LIMIT ?)
-		RETURNING `+donationCols, owner, until, nanos(now), nanos(now), n-len(orphans))
-	if err != nil {
-		return nil, err
-	}
-	hist := tx.StmtContext(ctx, s.insHistory)
-	deltas := map[string]floodgate.TotalsDelta{}
-	for _, d := range fresh {
-		if _, err := hist.ExecContext(ctx, d.Seq, d.Seq, string(floodgate.StatusProcessing), nanos(now), "", ""); err != nil {
-			return nil, err
-		}
-		delta := deltas[d.CampaignID]
-		delta.Add(floodgate.Delta(floodgate.StatusAccepted, floodgate.StatusProcessing, d.Amount))
-		deltas[d.CampaignID] = delta
-	}
-	if err := s.applyTotals(ctx, tx, deltas, now); err != nil {
-		return nil, err
-	}
-	if err := tx.Commit(); err != nil {
-		return nil, err
-	}
-	out := append(orphans, fresh...)
-	slices.SortFunc(out, func(a, b *floodgate.Donation) int { return cmp.Compare(a.Seq, b.Seq) })
-	return out, nil
-}
-
-func queryDonations(ctx context.Context, q interface {
-	QueryContext(context.Context, string, ...any) (*sql.Rows, error)
-}, query string, args ...any) ([]*floodgate.Donation, error) {
-	rows, err := q.QueryContext(ctx, query, args...)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []*floodgate.Donation
-	for rows.Next() {
-		d, err := scanDonation(rows)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, d)
-	}
-	return out, rows.Err()
-}
-
-// ExtendLeases implements floodgate.Store.
-func (s *Store) ExtendLeases(ctx context.Context, owner string, until time.Time) error {
-	_, err := s.w.ExecContext(ctx, `UPDATE donations SET lease_until = ? WHERE status = 'processing' AND claimed_by = ?`,
-		nanos(until), owner)
-	return err
-}
-
-// ReleaseLeases implements floodgate.Store.
-func (s *Store) ReleaseLeases(ctx context.Context, owner string) error {
-	_, err := s.w.ExecContext(ctx, `UPDATE donations SET lease_until = 0 WHERE status = 'processing' AND (? = '' OR claimed_by = ?)`,
-		owner, owner)
-	return err
-}
-
-// ActionExpired implements floodgate.Store.
-func (s *Store) ActionExpired(ctx context.Context, before time.Time, n int) ([]*floodgate.Donation, error) {
-	return queryDonations(ctx, s.r, `SELECT `+donationCols+` FROM donations
-		WHERE status = 'requires_action' AND action_since < ? ORDER BY action_since LIMIT ?`, nanos(before), n)
+	return out, err
 }
 
 // Secret implements floodgate.Store.
@@ -750,19 +524,4 @@ func (s *Store) Secret(ctx context.Context, name string) ([]byte, error) {
 	}
 	err = s.w.QueryRowContext(ctx, `SELECT value FROM meta WHERE name = ?`, "secret:"+name).Scan(&v)
 	return v, err
-}
-
-// Defer implements floodgate.Store.
-func (s *Store) Defer(ctx context.Context, owner, id string, until time.Time) error {
-	res, err := s.w.ExecContext(ctx, `UPDATE donations SET claimed_by = NULL, lease_until = ? WHERE id = ? AND status = 'processing' AND claimed_by = ?`,
-		nanos(until), id, owner)
-	if err != nil {
-		return err
-	}
-	if n, err := res.RowsAffected(); err != nil {
-		return err
-	} else if n == 0 {
-		return floodgate.Errorf(floodgate.ESTATE, "Donation %q is not processing under this claim.", id)
-	}
-	return nil
 }

@@ -7,9 +7,9 @@ import (
 	"github.com/floodgate/floodgate"
 )
 
-// BenchStateChanges measures the state changes of a donation, each one
-// transaction that locks the donation, asks the domain and writes what it
-// decided (the commit's fsync included):
+// BenchStateChanges measures the changes of a donation's payment order,
+// each one transaction that locks the order, asks the domain and writes
+// what it decided (the commit's fsync included):
 //
 //   - decline-retry: a claimed gift is declined (Settle), takes another
 //     payment method (ReplacePaymentMethod) and is claimed again: two state
@@ -17,49 +17,55 @@ import (
 //   - new-key: NewKeyGeneration, one per op;
 //   - refund: Reverse with a cumulative total one unit higher, one per op.
 func BenchStateChanges(b *testing.B, open Opener) {
-	setup := func(b *testing.B) (*fixture, *floodgate.Donation) {
+	// Claims are made with a lease the clock never outruns, however many
+	// operations run: every write under a claim must still hold it.
+	claim := func(f *fixture) *floodgate.PaymentOrder {
+		os, err := f.store.ClaimOrders(f.ctx, "d", 1, ReportLease)
+		if err != nil || len(os) != 1 {
+			b.Fatalf("claimed %d, %v; want the one gift", len(os), err)
+		}
+		return os[0]
+	}
+	setup := func(b *testing.B) (*fixture, *floodgate.PaymentOrder) {
 		b.Helper()
 		f := newFixture(b, open)
 		f.campaign("c")
-		d := f.acceptNew("c", 99_999_999)[0]
-		f.claim("d", 1)
-		return f, d
+		f.acceptNew("c", 99_999_999)
+		return f, claim(f)
 	}
 	b.Run("decline-retry", func(b *testing.B) {
-		f, d := setup(b)
+		f, o := setup(b)
 		for b.Loop() {
 			f.clock.Advance(time.Millisecond)
-			if _, err := f.store.Settle(f.ctx, floodgate.Settlement{DonationID: d.ID, Status: floodgate.StatusFailed,
+			if _, err := f.store.Settle(f.ctx, floodgate.Settlement{OrderID: o.ID, Token: o.Token, Status: floodgate.StatusFailed,
 				FailureCode: "card_declined", At: f.clock.Now()}); err != nil {
 				b.Fatal(err)
 			}
-			if _, err := f.store.ReplacePaymentMethod(f.ctx, d.ID, "pm_card_visa", f.clock.Now()); err != nil {
+			if _, err := f.store.ReplacePaymentMethod(f.ctx, o.PaysFor, "pm_card_visa", f.clock.Now()); err != nil {
 				b.Fatal(err)
 			}
-			if got := f.claim("d", 1); len(got) != 1 {
-				b.Fatalf("claimed %d, want the one gift", len(got))
-			}
+			o = claim(f)
 		}
 	})
 	b.Run("new-key", func(b *testing.B) {
-		f, d := setup(b)
+		f, o := setup(b)
 		from := 0
 		for b.Loop() {
 			f.clock.Advance(time.Millisecond)
-			if _, err := f.store.NewKeyGeneration(f.ctx, "d", d.ID, from, "", f.clock.Now()); err != nil {
+			if _, err := f.store.NewKeyGeneration(f.ctx, o.Claim(), from, "", f.clock.Now()); err != nil {
 				b.Fatal(err)
 			}
 			from++
 		}
 	})
 	b.Run("refund", func(b *testing.B) {
-		f, d := setup(b)
-		f.settle(floodgate.Settlement{DonationID: d.ID, Status: floodgate.StatusSucceeded, PaymentIntentID: "pi_bench"})
+		f, o := setup(b)
+		f.settle(floodgate.Settlement{OrderID: o.ID, Token: o.Token, Status: floodgate.StatusSucceeded, PaymentIntentID: "pi_bench"})
 		var total int64
 		for b.Loop() {
 			f.clock.Advance(time.Millisecond)
 			total++
-			if _, err := f.store.Reverse(f.ctx, d.ID, floodgate.ReversalRefund, total, f.clock.Now()); err != nil {
+			if _, err := f.store.Reverse(f.ctx, o.ID, floodgate.ReversalRefund, total, f.clock.Now()); err != nil {
 				b.Fatal(err)
 			}
 		}

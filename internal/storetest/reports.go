@@ -83,38 +83,44 @@ func Give(tb testing.TB, s floodgate.Store, clock interface{ Set(time.Time) }, g
 			toClaim = append(toClaim, r.Donation().ID)
 		}
 	}
+	tokens := map[string]int64{}
 	if len(toClaim) > 0 {
-		claimed, err := s.ClaimDonations(ctx, "reports", len(toClaim), at, ReportLease)
+		claimed, err := s.ClaimOrders(ctx, "reports", len(toClaim), ReportLease)
 		if err != nil {
-			tb.Fatalf("ClaimDonations: %v", err)
+			tb.Fatalf("ClaimOrders: %v", err)
 		}
 		if got := ids(claimed); !slices.Equal(got, toClaim) {
 			tb.Fatalf("claimed %v, want %v: was a gift left accepted before this one?", got, toClaim)
+		}
+		for _, o := range claimed {
+			tokens[o.ID] = o.Token
 		}
 	}
 	for i, g := range gs {
 		d := out[i]
 		switch g.Status {
 		case floodgate.StatusSucceeded, floodgate.StatusFailed, floodgate.StatusRequiresAction:
-			st := floodgate.Settlement{DonationID: d.ID, Status: g.Status, PaymentIntentID: "pi_" + d.ID, At: at}
+			st := floodgate.Settlement{OrderID: d.OrderID, Token: tokens[d.OrderID], Status: g.Status, PaymentIntentID: "pi_" + d.ID, At: at}
 			if g.Status == floodgate.StatusFailed {
 				st.FailureCode = "card_declined"
 			}
-			if d, err = s.Settle(ctx, st); err != nil {
+			if _, err = s.Settle(ctx, st); err != nil {
 				tb.Fatalf("Settle(%s, %s): %v", out[i].ID, g.Status, err)
 			}
 		}
 		if g.Refunded > 0 {
-			if d, err = s.Reverse(ctx, d.ID, floodgate.ReversalRefund, g.Refunded, at); err != nil {
+			if _, err = s.Reverse(ctx, d.OrderID, floodgate.ReversalRefund, g.Refunded, at); err != nil {
 				tb.Fatalf("refund %s: %v", out[i].ID, err)
 			}
 		}
 		if g.Disputed > 0 {
-			if d, err = s.Reverse(ctx, d.ID, floodgate.ReversalDispute, g.Disputed, at); err != nil {
+			if _, err = s.Reverse(ctx, d.OrderID, floodgate.ReversalDispute, g.Disputed, at); err != nil {
 				tb.Fatalf("dispute %s: %v", out[i].ID, err)
 			}
 		}
-		out[i] = d
+		if out[i], err = s.Donation(ctx, d.ID); err != nil {
+			tb.Fatalf("Donation(%s): %v", d.ID, err)
+		}
 	}
 	return out
 }
@@ -199,7 +205,7 @@ func testGiftAid(t *testing.T, open Opener) {
 		t.Fatal(err)
 	}
 	want := []*floodgate.Donation{pair[0], pair[1], mid, late}
-	if !slices.Equal(ids(got), ids(want)) {
+	if !slices.Equal(donationIDs(got), donationIDs(want)) {
 		t.Fatalf("GiftAidDonations = %v, want %v", emails(got), emails(want))
 	}
 	for i, d := range got {
@@ -211,7 +217,7 @@ func testGiftAid(t *testing.T, open Opener) {
 	}
 
 	if none, err := r.GiftAidDonations(f.ctx, "uk-empty"); err != nil || len(none) != 0 {
-		t.Fatalf("GiftAidDonations(uk-empty) = %v, %v; want none", ids(none), err)
+		t.Fatalf("GiftAidDonations(uk-empty) = %v, %v; want none", donationIDs(none), err)
 	}
 	_, err = r.GiftAidDonations(f.ctx, "nope")
 	wantCode(t, err, floodgate.ENOTFOUND)

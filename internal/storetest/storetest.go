@@ -5,6 +5,7 @@ package storetest
 import (
 	"context"
 	"crypto/sha256"
+	"encoding/json"
 	"fmt"
 	"reflect"
 	"slices"
@@ -122,16 +123,27 @@ func (f *fixture) get(id string) *floodgate.Donation {
 	return d
 }
 
-func (f *fixture) claim(owner string, n int) []*floodgate.Donation {
+// claim claims up to n orders for owner with a lease of a minute.
+func (f *fixture) claim(owner string, n int) []*floodgate.PaymentOrder {
 	f.tb.Helper()
-	ds, err := f.store.ClaimDonations(f.ctx, owner, n, f.clock.Now(), time.Minute)
+	os, err := f.store.ClaimOrders(f.ctx, owner, n, time.Minute)
 	if err != nil {
-		f.tb.Fatalf("ClaimDonations: %v", err)
+		f.tb.Fatalf("ClaimOrders: %v", err)
 	}
-	return ds
+	return os
 }
 
-func (f *fixture) settle(s floodgate.Settlement) *floodgate.Donation {
+// order returns the payment order of donation d.
+func (f *fixture) order(d *floodgate.Donation) *floodgate.PaymentOrder {
+	f.tb.Helper()
+	o, err := f.store.OrderOf(f.ctx, floodgate.KindDonation, d.ID)
+	if err != nil {
+		f.tb.Fatalf("OrderOf(%s): %v", d.ID, err)
+	}
+	return o
+}
+
+func (f *fixture) settle(s floodgate.Settlement) *floodgate.PaymentOrder {
 	f.tb.Helper()
 	if s.At.IsZero() {
 		s.At = f.clock.Now()
@@ -160,7 +172,17 @@ func wantTotals(tb testing.TB, got floodgate.Totals, raised, donations, pending,
 	}
 }
 
-func ids(ds []*floodgate.Donation) []string {
+// ids lists what the orders pay for: the ids of their donations.
+func ids(os []*floodgate.PaymentOrder) []string {
+	var out []string
+	for _, o := range os {
+		out = append(out, o.PaysFor)
+	}
+	return out
+}
+
+// donationIDs lists the donations' ids.
+func donationIDs(ds []*floodgate.Donation) []string {
 	var out []string
 	for _, d := range ds {
 		out = append(out, d.ID)
@@ -185,6 +207,8 @@ func Run(t *testing.T, open Opener) {
 	t.Run("Backlog", func(t *testing.T) { testBacklog(t, open) })
 	t.Run("Reverse", func(t *testing.T) { testReverse(t, open) })
 	t.Run("Transitions", func(t *testing.T) { testTransitions(t, open) })
+	t.Run("Fencing", func(t *testing.T) { testFencing(t, open) })
+	t.Run("TakeBack", func(t *testing.T) { testTakeBack(t, open) })
 	t.Run("Budget", func(t *testing.T) { testBudget(t, open) })
 	t.Run("SettingsAndBlocks", func(t *testing.T) { testSettingsAndBlocks(t, open) })
 	t.Run("Secret", func(t *testing.T) { testSecret(t, open) })
@@ -271,6 +295,18 @@ func testAccept(t *testing.T, open Opener) {
 		if err != nil || len(h) != 1 || h[0].Status != floodgate.StatusAccepted {
 			t.Fatalf("History = %+v, %v", h, err)
 		}
+		// Its payment order waits in line at its place, in the current
+		// request format, unclaimed.
+		o, err := f.store.Order(f.ctx, d.OrderID)
+		if err != nil || o.ID != floodgate.OrderIDOf(d.ID) || o.Kind != floodgate.KindDonation || o.PaysFor != d.ID ||
+			o.Seq != d.Seq || o.CampaignID != "c" || o.Amount != d.Amount || o.Currency != "eur" || o.PaymentMethod != "pm_card_visa" ||
+			o.ClientAddr != "192.0.2.1" || o.Status != floodgate.StatusAccepted || o.Format != floodgate.CurrentFormat ||
+			o.Attempt != 0 || o.KeySince != nil || o.Token != 0 || o.ClaimedBy != "" || !o.CreatedAt.Equal(Epoch) {
+			t.Fatalf("order of %s = %+v, %v", d.ID, o, err)
+		}
+		if byDonation := f.order(d); byDonation.ID != o.ID {
+			t.Fatalf("OrderOf(%s) = %s, want %s", d.ID, byDonation.ID, o.ID)
+		}
 	}
 	wantTotals(t, f.totals("c"), 0, 0, 3550, 3, 3)
 
@@ -285,6 +321,10 @@ func testAccept(t *testing.T, open Opener) {
 	_, err := f.store.Donation(f.ctx, "don_nope")
 	wantCode(t, err, floodgate.ENOTFOUND)
 	_, err = f.store.History(f.ctx, "don_nope")
+	wantCode(t, err, floodgate.ENOTFOUND)
+	_, err = f.store.Order(f.ctx, "po_nope")
+	wantCode(t, err, floodgate.ENOTFOUND)
+	_, err = f.store.OrderOf(f.ctx, floodgate.KindDonation, "don_nope")
 	wantCode(t, err, floodgate.ENOTFOUND)
 }
 
@@ -462,9 +502,14 @@ func testClaimFIFO(t *testing.T, open Opener) {
 	if !slices.Equal(ids(first), want[:2]) {
 		t.Fatalf("first claim = %v, want %v", ids(first), want[:2])
 	}
-	for _, d := range first {
-		if d.Status != floodgate.StatusProcessing || d.ClaimedBy != "d1" || d.KeySince == nil || !d.KeySince.Equal(Epoch) ||
-			d.LeaseUntil == nil || !d.LeaseUntil.Equal(Epoch.Add(time.Minute)) {
+	tokens := map[int64]bool{}
+	for _, o := range first {
+		if o.Status != floodgate.StatusProcessing || o.ClaimedBy != "d1" || o.KeySince == nil || !o.KeySince.Equal(Epoch) ||
+			o.LeaseUntil == nil || !o.LeaseUntil.Equal(Epoch.Add(time.Minute)) || o.Token == 0 || tokens[o.Token] {
+			t.Fatalf("claimed order = %+v, want processing for d1 from now for a minute, under a token of its own", o)
+		}
+		tokens[o.Token] = true
+		if d := f.get(o.PaysFor); d.Status != floodgate.StatusProcessing || d.ClaimedBy != "d1" || d.OrderID != o.ID {
 			t.Fatalf("claimed donation = %+v", d)
 		}
 	}
@@ -490,68 +535,82 @@ func testLeases(t *testing.T, open Opener) {
 	// microsecond.
 	f.clock.Advance(1_234_567_891 * time.Nanosecond)
 	claimed := f.claim("dead", 1)
-	if len(claimed) != 1 || claimed[0].ID != ds[0].ID {
+	if len(claimed) != 1 || claimed[0].PaysFor != ds[0].ID {
 		t.Fatalf("claim = %v", ids(claimed))
 	}
-	keySince := *claimed[0].KeySince
+	dead := claimed[0]
+	keySince := *dead.KeySince
 	// A claim from the line stamps the key's first use and the lease from
 	// the same instant: the dispatcher reads "never sent" from it.
-	if d := claimed[0]; d.LeaseUntil == nil || d.LeaseUntil.Sub(keySince) != time.Minute {
-		t.Fatalf("fresh claim: key since %v, lease until %v; want a lease of exactly a minute from the key's first use", keySince, d.LeaseUntil)
+	if dead.LeaseUntil == nil || dead.LeaseUntil.Sub(keySince) != time.Minute {
+		t.Fatalf("fresh claim: key since %v, lease until %v; want a lease of exactly a minute from the key's first use", keySince, dead.LeaseUntil)
 	}
 
 	// While the lease holds, nobody else gets it.
 	f.clock.Advance(30 * time.Second)
-	if got := f.claim("alive", 5); !slices.Equal(ids(got), []string{ds[1].ID}) {
+	got := f.claim("alive", 5)
+	if !slices.Equal(ids(got), []string{ds[1].ID}) {
 		t.Fatalf("claim during lease = %v, want only %s", ids(got), ds[1].ID)
 	}
-	if err := f.store.ExtendLeases(f.ctx, "alive", f.clock.Now().Add(time.Hour)); err != nil {
-		t.Fatal(err)
+	if n, err := f.store.ExtendClaims(f.ctx, []floodgate.Claim{got[0].Claim()}, time.Hour); err != nil || n != 1 {
+		t.Fatalf("ExtendClaims = %d, %v; want the one claim renewed", n, err)
 	}
 
-	// After it expires, the orphan resumes with its key unchanged.
+	// After it expires, the orphan resumes with its key unchanged, under a
+	// new token.
 	f.clock.Advance(time.Minute)
-	got := f.claim("alive", 5)
+	got = f.claim("alive", 5)
 	if !slices.Equal(ids(got), []string{ds[0].ID}) {
 		t.Fatalf("claim after expiry = %v, want the orphan %s (and not the extended %s)", ids(got), ds[0].ID, ds[1].ID)
 	}
-	if d := got[0]; d.ClaimedBy != "alive" || d.Attempt != 0 || !d.KeySince.Equal(keySince) || d.Status != floodgate.StatusProcessing {
-		t.Fatalf("resumed orphan = %+v", d)
+	if o := got[0]; o.ClaimedBy != "alive" || o.Attempt != 0 || !o.KeySince.Equal(keySince) || o.Status != floodgate.StatusProcessing ||
+		o.Token <= dead.Token {
+		t.Fatalf("resumed orphan = %+v, want it claimed by alive under a token after %d", o, dead.Token)
 	}
-	if d := got[0]; d.LeaseUntil.Sub(*d.KeySince) == time.Minute {
-		t.Fatalf("resumed orphan: key since %v, lease until %v: it reads as never sent", d.KeySince, d.LeaseUntil)
+	if o := got[0]; o.LeaseUntil.Sub(*o.KeySince) == time.Minute {
+		t.Fatalf("resumed orphan: key since %v, lease until %v: it reads as never sent", o.KeySince, o.LeaseUntil)
 	}
 
-	// Releasing every lease (a single-node restart) makes all resumable at once.
-	if err := f.store.ReleaseLeases(f.ctx, ""); err != nil {
+	// Taking every claim back (a single-node restart) makes all resumable
+	// at once.
+	if err := f.store.TakeBackClaims(f.ctx); err != nil {
 		t.Fatal(err)
 	}
-	if got := f.claim("next", 5); len(got) != 2 {
-		t.Fatalf("claim after release = %v, want both", ids(got))
+	next := f.claim("next", 5)
+	if len(next) != 2 {
+		t.Fatalf("claim after take-back = %v, want both", ids(next))
 	}
-	if err := f.store.ReleaseLeases(f.ctx, "next"); err != nil {
+	claims := []floodgate.Claim{next[0].Claim(), next[1].Claim()}
+	if err := f.store.ReleaseClaims(f.ctx, claims); err != nil {
 		t.Fatal(err)
 	}
-	if got := f.claim("other", 5); len(got) != 2 {
-		t.Fatalf("claim after owner release = %v, want both", ids(got))
+	other := f.claim("other", 5)
+	if len(other) != 2 {
+		t.Fatalf("claim after a release = %v, want both", ids(other))
 	}
 	wantTotals(t, f.totals("c"), 0, 0, 300, 2, 0)
 
 	// Deferring gives the claim up until a later time; only its holder
 	// can.
-	wantCode(t, f.store.Defer(f.ctx, "next", ds[0].ID, f.clock.Now().Add(time.Hour)), floodgate.ESTATE)
-	if err := f.store.Defer(f.ctx, "other", ds[0].ID, f.clock.Now().Add(time.Hour)); err != nil {
+	wantCode(t, f.store.Defer(f.ctx, next[0].Claim(), time.Hour), floodgate.ESTATE)
+	if err := f.store.Defer(f.ctx, other[0].Claim(), time.Hour); err != nil {
 		t.Fatal(err)
 	}
-	if err := f.store.ExtendLeases(f.ctx, "other", f.clock.Now().Add(2*time.Hour)); err != nil {
-		t.Fatal(err)
+	if o := f.order(f.get(other[0].PaysFor)); o.ClaimedBy != "" || !near(*o.LeaseUntil, f.clock.Now().Add(time.Hour)) ||
+		o.Status != floodgate.StatusProcessing || o.Attempt != 0 {
+		t.Fatalf("deferred = %+v", o)
+	}
+	// The given-up claim is not renewed with the one still held.
+	if n, err := f.store.ExtendClaims(f.ctx, []floodgate.Claim{other[0].Claim(), other[1].Claim()}, 2*time.Hour); err != nil || n != 1 {
+		t.Fatalf("ExtendClaims = %d, %v; want only the claim still held renewed", n, err)
 	}
 	f.clock.Advance(time.Hour + time.Second)
-	if got := f.claim("later", 5); !slices.Equal(ids(got), []string{ds[0].ID}) {
-		t.Fatalf("claim after defer = %v, want %s", ids(got), ds[0].ID)
+	if got := f.claim("later", 5); !slices.Equal(ids(got), []string{other[0].PaysFor}) {
+		t.Fatalf("claim after defer = %v, want %s", ids(got), other[0].PaysFor)
 	}
-	accepted := f.acceptNew("c", 100)[0]
-	wantCode(t, f.store.Defer(f.ctx, "later", accepted.ID, f.clock.Now()), floodgate.ESTATE)
+	accepted := f.order(f.acceptNew("c", 100)[0])
+	wantCode(t, f.store.Defer(f.ctx, accepted.Claim(), 0), floodgate.ESTATE)
+	wantCode(t, f.store.Defer(f.ctx, floodgate.Claim{Order: "po_nope", Token: 1}, 0), floodgate.ENOTFOUND)
 }
 
 func testSettle(t *testing.T, open Opener) {
@@ -561,12 +620,15 @@ func testSettle(t *testing.T, open Opener) {
 	f.claim("d", 2)
 	f.clock.Advance(time.Second)
 
-	ok := f.settle(floodgate.Settlement{DonationID: ds[0].ID, Status: floodgate.StatusSucceeded, PaymentIntentID: "pi_1", ClientSecret: "pi_1_secret"})
+	ok := f.settle(floodgate.Settlement{OrderID: ds[0].OrderID, Status: floodgate.StatusSucceeded, PaymentIntentID: "pi_1", ClientSecret: "pi_1_secret"})
 	if ok.Status != floodgate.StatusSucceeded || ok.PaymentIntentID != "pi_1" || ok.ClaimedBy != "" || ok.LeaseUntil != nil ||
 		!ok.UpdatedAt.Equal(Epoch.Add(time.Second)) {
 		t.Fatalf("settled = %+v", ok)
 	}
-	bad := f.settle(floodgate.Settlement{DonationID: ds[1].ID, Status: floodgate.StatusFailed, PaymentIntentID: "pi_2", FailureCode: "card_declined"})
+	if d := f.get(ds[0].ID); d.Status != floodgate.StatusSucceeded || d.PaymentIntentID != "pi_1" || !d.UpdatedAt.Equal(ok.UpdatedAt) {
+		t.Fatalf("settled donation = %+v", d)
+	}
+	bad := f.settle(floodgate.Settlement{OrderID: ds[1].OrderID, Status: floodgate.StatusFailed, PaymentIntentID: "pi_2", FailureCode: "card_declined"})
 	if bad.Status != floodgate.StatusFailed || bad.FailureCode != "card_declined" {
 		t.Fatalf("failed = %+v", bad)
 	}
@@ -577,13 +639,13 @@ func testSettle(t *testing.T, open Opener) {
 	}
 
 	// State moves only forward: a late failure never overwrites a success.
-	d, err := f.store.Settle(f.ctx, floodgate.Settlement{DonationID: ds[0].ID, Status: floodgate.StatusFailed, At: f.clock.Now()})
+	d, err := f.store.Settle(f.ctx, floodgate.Settlement{OrderID: ds[0].OrderID, Status: floodgate.StatusFailed, At: f.clock.Now()})
 	wantCode(t, err, floodgate.ESTATE)
 	if d == nil || d.Status != floodgate.StatusSucceeded {
-		t.Fatalf("ESTATE settle returned %+v, want the unchanged donation", d)
+		t.Fatalf("ESTATE settle returned %+v, want the unchanged order", d)
 	}
 	// A success the provider reports after a failure is always recorded.
-	f.settle(floodgate.Settlement{DonationID: ds[1].ID, Status: floodgate.StatusSucceeded})
+	f.settle(floodgate.Settlement{OrderID: ds[1].OrderID, Status: floodgate.StatusSucceeded})
 	wantTotals(t, f.totals("c"), 3000, 2, 0, 0, 0)
 
 	h, _ := f.store.History(f.ctx, ds[1].ID)
@@ -594,7 +656,7 @@ func testSettle(t *testing.T, open Opener) {
 	if !slices.Equal(statuses, []floodgate.DonationStatus{"accepted", "processing", "failed", "succeeded"}) || h[2].FailureCode != "card_declined" {
 		t.Fatalf("history = %+v", h)
 	}
-	_, err = f.store.Settle(f.ctx, floodgate.Settlement{DonationID: "don_nope", Status: floodgate.StatusSucceeded})
+	_, err = f.store.Settle(f.ctx, floodgate.Settlement{OrderID: "po_nope", Status: floodgate.StatusSucceeded})
 	wantCode(t, err, floodgate.ENOTFOUND)
 }
 
@@ -603,7 +665,7 @@ func testNewPaymentMethod(t *testing.T, open Opener) {
 	f.campaign("c")
 	ds := f.acceptNew("c", 1000, 2000)
 	f.claim("d", 1)
-	f.settle(floodgate.Settlement{DonationID: ds[0].ID, Status: floodgate.StatusFailed, PaymentIntentID: "pi_1", FailureCode: "card_declined"})
+	f.settle(floodgate.Settlement{OrderID: ds[0].OrderID, Status: floodgate.StatusFailed, PaymentIntentID: "pi_1", FailureCode: "card_declined"})
 	_, err := f.store.ReplacePaymentMethod(f.ctx, ds[1].ID, "pm_card_mastercard", f.clock.Now())
 	wantCode(t, err, floodgate.ESTATE)
 
@@ -614,6 +676,10 @@ func testNewPaymentMethod(t *testing.T, open Opener) {
 	if d.Status != floodgate.StatusAccepted || d.PaymentMethod != "pm_card_mastercard" || d.Attempt != 1 ||
 		d.KeySince != nil || d.FailureCode != "" || d.Seq != ds[0].Seq || d.PaymentIntentID != "pi_1" {
 		t.Fatalf("replaced = %+v", d)
+	}
+	// The new key generation is begun in the current request format.
+	if o := f.order(d); o.Format != floodgate.CurrentFormat || o.PaymentMethod != "pm_card_mastercard" || o.Seq != ds[0].Seq {
+		t.Fatalf("replaced order = %+v", o)
 	}
 	wantTotals(t, f.totals("c"), 0, 0, 3000, 2, 2)
 	// It keeps its place: ahead of the gift accepted after it.
@@ -647,7 +713,7 @@ func testRequiresAction(t *testing.T, open Opener) {
 	f.claim("d", 2)
 	next := []byte(`{"type":"use_stripe_sdk"}`)
 	for _, d := range ds {
-		got := f.settle(floodgate.Settlement{DonationID: d.ID, Status: floodgate.StatusRequiresAction,
+		got := f.settle(floodgate.Settlement{OrderID: d.OrderID, Status: floodgate.StatusRequiresAction,
 			PaymentIntentID: "pi_" + d.ID, ClientSecret: "secret_" + d.ID, NextAction: next})
 		if got.Status != floodgate.StatusRequiresAction || string(got.NextAction) != string(next) ||
 			got.ClientSecret != "secret_"+d.ID || got.ActionSince == nil {
@@ -661,7 +727,7 @@ func testRequiresAction(t *testing.T, open Opener) {
 	if err != nil || !slices.Equal(ids(exp), []string{ds[0].ID}) {
 		t.Fatalf("ActionExpired = %v, %v; want %s", ids(exp), err, ds[0].ID)
 	}
-	c := f.settle(floodgate.Settlement{DonationID: ds[0].ID, Status: floodgate.StatusCanceled, Note: "action timeout"})
+	c := f.settle(floodgate.Settlement{OrderID: ds[0].OrderID, Status: floodgate.StatusCanceled, Note: "action timeout"})
 	if c.NextAction != nil || c.Status != floodgate.StatusCanceled {
 		t.Fatalf("canceled = %+v", c)
 	}
@@ -676,28 +742,32 @@ func testNewKeyGeneration(t *testing.T, open Opener) {
 	f := newFixture(t, open)
 	f.campaign("c")
 	ds := f.acceptNew("c", 1000)
-	_, err := f.store.NewKeyGeneration(f.ctx, "d", ds[0].ID, 0, "", f.clock.Now())
+	_, err := f.store.NewKeyGeneration(f.ctx, f.order(ds[0]).Claim(), 0, "", f.clock.Now())
 	wantCode(t, err, floodgate.ESTATE) // not processing yet
-	f.claim("d", 1)
-	f.clock.Advance(time.Hour)
-	d, err := f.store.NewKeyGeneration(f.ctx, "d", ds[0].ID, 0, "", f.clock.Now())
-	if err != nil || d.Attempt != 1 || d.Status != floodgate.StatusProcessing || !d.KeySince.Equal(f.clock.Now()) {
-		t.Fatalf("NewKeyGeneration = %+v, %v", d, err)
+	c := f.claim("d", 1)[0].Claim()
+	f.clock.Advance(30 * time.Second)
+	o, err := f.store.NewKeyGeneration(f.ctx, c, 0, "", f.clock.Now())
+	if err != nil || o.Attempt != 1 || o.Status != floodgate.StatusProcessing || !o.KeySince.Equal(f.clock.Now()) ||
+		o.Format != floodgate.CurrentFormat || o.Token != c.Token || o.ClaimedBy != "d" {
+		t.Fatalf("NewKeyGeneration = %+v, %v", o, err)
 	}
 	// A second caller that saw generation 0 loses.
-	_, err = f.store.NewKeyGeneration(f.ctx, "d", ds[0].ID, 0, "", f.clock.Now())
+	_, err = f.store.NewKeyGeneration(f.ctx, c, 0, "", f.clock.Now())
 	wantCode(t, err, floodgate.ESTATE)
 	wantTotals(t, f.totals("c"), 0, 0, 1000, 1, 0)
 
 	// Only the claim's holder moves it on.
-	_, err = f.store.NewKeyGeneration(f.ctx, "other", ds[0].ID, 1, "", f.clock.Now())
+	_, err = f.store.NewKeyGeneration(f.ctx, floodgate.Claim{Order: c.Order, Seq: c.Seq, Token: c.Token + 1000}, 1, "", f.clock.Now())
 	wantCode(t, err, floodgate.ESTATE)
 
 	// A PaymentIntent found awaiting confirmation is recorded with the
 	// new generation.
-	d, err = f.store.NewKeyGeneration(f.ctx, "d", ds[0].ID, 1, "pi_found", f.clock.Now())
-	if err != nil || d.Attempt != 2 || d.PaymentIntentID != "pi_found" {
-		t.Fatalf("NewKeyGeneration with a PaymentIntent = %+v, %v", d, err)
+	o, err = f.store.NewKeyGeneration(f.ctx, c, 1, "pi_found", f.clock.Now())
+	if err != nil || o.Attempt != 2 || o.PaymentIntentID != "pi_found" {
+		t.Fatalf("NewKeyGeneration with a PaymentIntent = %+v, %v", o, err)
+	}
+	if d := f.get(ds[0].ID); d.Attempt != 2 || d.PaymentIntentID != "pi_found" {
+		t.Fatalf("donation after new keys = %+v", d)
 	}
 }
 
@@ -706,27 +776,30 @@ func testReverse(t *testing.T, open Opener) {
 	f.campaign("c")
 	ds := f.acceptNew("c", 2500, 1000)
 	f.claim("d", 2)
-	f.settle(floodgate.Settlement{DonationID: ds[0].ID, Status: floodgate.StatusSucceeded, PaymentIntentID: "pi_1"})
-	f.settle(floodgate.Settlement{DonationID: ds[1].ID, Status: floodgate.StatusSucceeded, PaymentIntentID: "pi_2"})
+	f.settle(floodgate.Settlement{OrderID: ds[0].OrderID, Status: floodgate.StatusSucceeded, PaymentIntentID: "pi_1"})
+	f.settle(floodgate.Settlement{OrderID: ds[1].OrderID, Status: floodgate.StatusSucceeded, PaymentIntentID: "pi_2"})
 	wantTotals(t, f.totals("c"), 3500, 2, 0, 0, 0)
-	if byPI, err := f.store.DonationByPaymentIntent(f.ctx, "pi_2"); err != nil || byPI.ID != ds[1].ID {
-		t.Fatalf("DonationByPaymentIntent = %+v, %v", byPI, err)
+	if byPI, err := f.store.OrderByPaymentIntent(f.ctx, "pi_2"); err != nil || byPI.PaysFor != ds[1].ID || byPI.ID != ds[1].OrderID {
+		t.Fatalf("OrderByPaymentIntent = %+v, %v", byPI, err)
 	}
-	_, err := f.store.DonationByPaymentIntent(f.ctx, "pi_nope")
+	_, err := f.store.OrderByPaymentIntent(f.ctx, "pi_nope")
 	wantCode(t, err, floodgate.ENOTFOUND)
 
-	d, err := f.store.Reverse(f.ctx, ds[0].ID, floodgate.ReversalRefund, 1000, f.clock.Now())
+	d, err := f.store.Reverse(f.ctx, ds[0].OrderID, floodgate.ReversalRefund, 1000, f.clock.Now())
 	if err != nil || d.Refunded != 1000 || d.Status != floodgate.StatusSucceeded {
 		t.Fatalf("Reverse = %+v, %v", d, err)
 	}
+	if got := f.get(ds[0].ID); got.Refunded != 1000 || got.Net() != 1500 {
+		t.Fatalf("refunded donation = %+v", got)
+	}
 	wantTotals(t, f.totals("c"), 2500, 2, 0, 0, 0)
 	// A replayed or older report changes nothing.
-	_, err = f.store.Reverse(f.ctx, ds[0].ID, floodgate.ReversalRefund, 1000, f.clock.Now())
+	_, err = f.store.Reverse(f.ctx, ds[0].OrderID, floodgate.ReversalRefund, 1000, f.clock.Now())
 	wantCode(t, err, floodgate.ESTATE)
-	_, err = f.store.Reverse(f.ctx, ds[0].ID, floodgate.ReversalRefund, 500, f.clock.Now())
+	_, err = f.store.Reverse(f.ctx, ds[0].OrderID, floodgate.ReversalRefund, 500, f.clock.Now())
 	wantCode(t, err, floodgate.ESTATE)
 	// A dispute takes off only what the refund left.
-	d, err = f.store.Reverse(f.ctx, ds[0].ID, floodgate.ReversalDispute, 2500, f.clock.Now())
+	d, err = f.store.Reverse(f.ctx, ds[0].OrderID, floodgate.ReversalDispute, 2500, f.clock.Now())
 	if err != nil || d.Disputed != 2500 || d.Refunded != 1000 {
 		t.Fatalf("dispute = %+v, %v", d, err)
 	}
@@ -738,32 +811,35 @@ func testReverse(t *testing.T, open Opener) {
 	// A refund that arrives before the success it reverses is kept, and
 	// the success then brings in only the rest.
 	early := f.acceptNew("c", 800)[0]
-	if d, err := f.store.Reverse(f.ctx, early.ID, floodgate.ReversalRefund, 300, f.clock.Now()); err != nil || d.Refunded != 300 {
+	if d, err := f.store.Reverse(f.ctx, early.OrderID, floodgate.ReversalRefund, 300, f.clock.Now()); err != nil || d.Refunded != 300 {
 		t.Fatalf("refund before success = %+v, %v", d, err)
 	}
 	wantTotals(t, f.totals("c"), 1000, 2, 800, 1, 1)
 	f.claim("d", 1)
-	f.settle(floodgate.Settlement{DonationID: early.ID, Status: floodgate.StatusSucceeded, PaymentIntentID: "pi_3"})
+	f.settle(floodgate.Settlement{OrderID: early.OrderID, Status: floodgate.StatusSucceeded, PaymentIntentID: "pi_3"})
 	wantTotals(t, f.totals("c"), 1500, 3, 0, 0, 0)
-	_, err = f.store.Reverse(f.ctx, "don_nope", floodgate.ReversalRefund, 1, f.clock.Now())
+	_, err = f.store.Reverse(f.ctx, "po_nope", floodgate.ReversalRefund, 1, f.clock.Now())
 	wantCode(t, err, floodgate.ENOTFOUND)
 }
 
-// testTransitions holds every state change to what the domain decides:
-// the donation a store returns, and what a later read finds, are the
-// Transition's donation, field for field, and the history's last line is
-// the Transition's.
+// testTransitions holds every change of an order to what the domain
+// decides: the order a store returns, and what a later read finds, are the
+// Transition's order, field for field; a donation a store returns shows
+// that order; and the history's last line is the Transition's.
 func testTransitions(t *testing.T, open Opener) {
 	f := newFixture(t, open)
 	f.campaign("c")
 	ds := f.acceptNew("c", 1000, 2000)
-	f.claim("d", 2)
-	step := func(name, id string, decide func(d *floodgate.Donation, at time.Time) (floodgate.Transition, error),
-		apply func(at time.Time) (*floodgate.Donation, error)) {
+	claims := map[string]floodgate.Claim{}
+	for _, o := range f.claim("d", 2) {
+		claims[o.PaysFor] = o.Claim()
+	}
+	step := func(name string, d *floodgate.Donation, decide func(o *floodgate.PaymentOrder, at time.Time) (floodgate.Transition, error),
+		apply func(at time.Time) (*floodgate.PaymentOrder, error)) {
 		t.Helper()
 		f.clock.Advance(time.Second)
 		at := f.clock.Now()
-		want, err := decide(f.get(id), at)
+		want, err := decide(f.order(d), at)
 		if err != nil {
 			t.Fatalf("%s: the domain refused: %v", name, err)
 		}
@@ -771,13 +847,13 @@ func testTransitions(t *testing.T, open Opener) {
 		if err != nil {
 			t.Fatalf("%s: %v", name, err)
 		}
-		if g, w := normalized(got), normalized(want.Donation); !reflect.DeepEqual(g, w) {
+		if g, w := normalized(got), normalized(want.Order); !reflect.DeepEqual(g, w) {
 			t.Fatalf("%s returned\n%+v\nthe domain decided\n%+v", name, g, w)
 		}
-		if g, w := normalized(f.get(id)), normalized(want.Donation); !reflect.DeepEqual(g, w) {
+		if g, w := normalized(f.order(d)), normalized(want.Order); !reflect.DeepEqual(g, w) {
 			t.Fatalf("%s: read back\n%+v\nthe domain decided\n%+v", name, g, w)
 		}
-		h, err := f.store.History(f.ctx, id)
+		h, err := f.store.History(f.ctx, d.ID)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -786,76 +862,256 @@ func testTransitions(t *testing.T, open Opener) {
 			t.Fatalf("%s: history ends with %+v, the domain decided %+v", name, last, *line)
 		}
 	}
+	// viaDonation applies a change a store makes by the donation's id, and
+	// holds the donation it returns to its order as it now is.
+	viaDonation := func(d *floodgate.Donation, change func(at time.Time) (*floodgate.Donation, error)) func(time.Time) (*floodgate.PaymentOrder, error) {
+		return func(at time.Time) (*floodgate.PaymentOrder, error) {
+			got, err := change(at)
+			if err != nil {
+				return nil, err
+			}
+			o := f.order(d)
+			want := *f.get(d.ID)
+			want.ShowOrder(o)
+			if g, w := normalizedDonation(got), normalizedDonation(&want); !reflect.DeepEqual(g, w) {
+				t.Fatalf("the store returned the donation\n%+v\nwhose order is now\n%+v", g, w)
+			}
+			return o, nil
+		}
+	}
 	next := []byte(`{"type":"use_stripe_sdk","use_stripe_sdk":{"type":"three_d_secure_redirect"}}`)
 	s := f.store
 
-	a := ds[0].ID
-	step("new key generation", a, func(d *floodgate.Donation, at time.Time) (floodgate.Transition, error) {
-		return floodgate.ApplyNewKeyGeneration(d, "d", 0, "pi_a", at)
-	}, func(at time.Time) (*floodgate.Donation, error) {
-		return s.NewKeyGeneration(f.ctx, "d", a, 0, "pi_a", at)
+	a, ca := ds[0], claims[ds[0].ID]
+	step("new key generation", a, func(o *floodgate.PaymentOrder, at time.Time) (floodgate.Transition, error) {
+		return floodgate.ApplyNewKeyGeneration(o, ca.Token, 0, "pi_a", at, at)
+	}, func(at time.Time) (*floodgate.PaymentOrder, error) {
+		return s.NewKeyGeneration(f.ctx, ca, 0, "pi_a", at)
 	})
-	ra := floodgate.Settlement{DonationID: a, Status: floodgate.StatusRequiresAction, ClientSecret: "pi_a_secret", NextAction: next}
-	step("requires_action", a, func(d *floodgate.Donation, at time.Time) (floodgate.Transition, error) {
+	ra := floodgate.Settlement{OrderID: a.OrderID, Token: ca.Token, Status: floodgate.StatusRequiresAction, ClientSecret: "pi_a_secret", NextAction: next}
+	step("requires_action under the claim", a, func(o *floodgate.PaymentOrder, at time.Time) (floodgate.Transition, error) {
 		ra.At = at
-		return floodgate.ApplySettlement(d, ra)
-	}, func(at time.Time) (*floodgate.Donation, error) { ra.At = at; return s.Settle(f.ctx, ra) })
-	step("early refund", a, func(d *floodgate.Donation, at time.Time) (floodgate.Transition, error) {
-		return floodgate.ApplyReversal(d, floodgate.ReversalRefund, 300, at)
-	}, func(at time.Time) (*floodgate.Donation, error) {
-		return s.Reverse(f.ctx, a, floodgate.ReversalRefund, 300, at)
+		return floodgate.ApplySettlement(o, ra, at)
+	}, func(at time.Time) (*floodgate.PaymentOrder, error) { ra.At = at; return s.Settle(f.ctx, ra) })
+	step("early refund", a, func(o *floodgate.PaymentOrder, at time.Time) (floodgate.Transition, error) {
+		return floodgate.ApplyReversal(o, floodgate.ReversalRefund, 300, at)
+	}, func(at time.Time) (*floodgate.PaymentOrder, error) {
+		return s.Reverse(f.ctx, a.OrderID, floodgate.ReversalRefund, 300, at)
 	})
-	ok := floodgate.Settlement{DonationID: a, Status: floodgate.StatusSucceeded, Note: "authenticated"}
-	step("succeeded naming no PaymentIntent", a, func(d *floodgate.Donation, at time.Time) (floodgate.Transition, error) {
+	ok := floodgate.Settlement{OrderID: a.OrderID, Status: floodgate.StatusSucceeded, Note: "authenticated"}
+	step("succeeded naming no PaymentIntent", a, func(o *floodgate.PaymentOrder, at time.Time) (floodgate.Transition, error) {
 		ok.At = at
-		return floodgate.ApplySettlement(d, ok)
-	}, func(at time.Time) (*floodgate.Donation, error) { ok.At = at; return s.Settle(f.ctx, ok) })
-	step("dispute", a, func(d *floodgate.Donation, at time.Time) (floodgate.Transition, error) {
-		return floodgate.ApplyReversal(d, floodgate.ReversalDispute, 1000, at)
-	}, func(at time.Time) (*floodgate.Donation, error) {
-		return s.Reverse(f.ctx, a, floodgate.ReversalDispute, 1000, at)
+		return floodgate.ApplySettlement(o, ok, at)
+	}, func(at time.Time) (*floodgate.PaymentOrder, error) { ok.At = at; return s.Settle(f.ctx, ok) })
+	step("dispute", a, func(o *floodgate.PaymentOrder, at time.Time) (floodgate.Transition, error) {
+		return floodgate.ApplyReversal(o, floodgate.ReversalDispute, 1000, at)
+	}, func(at time.Time) (*floodgate.PaymentOrder, error) {
+		return s.Reverse(f.ctx, a.OrderID, floodgate.ReversalDispute, 1000, at)
 	})
 
-	b := ds[1].ID
-	fail := floodgate.Settlement{DonationID: b, Status: floodgate.StatusFailed, PaymentIntentID: "pi_b", FailureCode: "card_declined"}
-	step("failed", b, func(d *floodgate.Donation, at time.Time) (floodgate.Transition, error) {
+	b := ds[1]
+	fail := floodgate.Settlement{OrderID: b.OrderID, Status: floodgate.StatusFailed, PaymentIntentID: "pi_b", FailureCode: "card_declined"}
+	step("failed", b, func(o *floodgate.PaymentOrder, at time.Time) (floodgate.Transition, error) {
 		fail.At = at
-		return floodgate.ApplySettlement(d, fail)
-	}, func(at time.Time) (*floodgate.Donation, error) { fail.At = at; return s.Settle(f.ctx, fail) })
-	step("new payment method", b, func(d *floodgate.Donation, at time.Time) (floodgate.Transition, error) {
-		return floodgate.ApplyPaymentMethod(d, "pm_card_mastercard", at)
-	}, func(at time.Time) (*floodgate.Donation, error) {
-		return s.ReplacePaymentMethod(f.ctx, b, "pm_card_mastercard", at)
-	})
-	step("cancel", b, floodgate.ApplyCancel, func(at time.Time) (*floodgate.Donation, error) { return s.CancelDonation(f.ctx, b, at) })
-	late := floodgate.Settlement{DonationID: b, Status: floodgate.StatusSucceeded, PaymentIntentID: "pi_b"}
-	step("succeeded after a cancel", b, func(d *floodgate.Donation, at time.Time) (floodgate.Transition, error) {
+		return floodgate.ApplySettlement(o, fail, at)
+	}, func(at time.Time) (*floodgate.PaymentOrder, error) { fail.At = at; return s.Settle(f.ctx, fail) })
+	step("new payment method", b, func(o *floodgate.PaymentOrder, at time.Time) (floodgate.Transition, error) {
+		return floodgate.ApplyPaymentMethod(o, "pm_card_mastercard", at)
+	}, viaDonation(b, func(at time.Time) (*floodgate.Donation, error) {
+		return s.ReplacePaymentMethod(f.ctx, b.ID, "pm_card_mastercard", at)
+	}))
+	step("cancel", b, floodgate.ApplyCancel, viaDonation(b, func(at time.Time) (*floodgate.Donation, error) {
+		return s.CancelDonation(f.ctx, b.ID, at)
+	}))
+	late := floodgate.Settlement{OrderID: b.OrderID, Status: floodgate.StatusSucceeded, PaymentIntentID: "pi_b"}
+	step("succeeded after a cancel", b, func(o *floodgate.PaymentOrder, at time.Time) (floodgate.Transition, error) {
 		late.At = at
-		return floodgate.ApplySettlement(d, late)
-	}, func(at time.Time) (*floodgate.Donation, error) { late.At = at; return s.Settle(f.ctx, late) })
+		return floodgate.ApplySettlement(o, late, at)
+	}, func(at time.Time) (*floodgate.PaymentOrder, error) { late.At = at; return s.Settle(f.ctx, late) })
 
 	// 1000 less the 300 refunded and the 1000 disputed (capped at what was
 	// left), and 2000.
 	wantTotals(t, f.totals("c"), 2000, 2, 0, 0, 0)
 }
 
-// normalized is d in one form whatever engine read it: times in UTC, no
+// normalized is o in one form whatever engine read it: times in UTC, no
 // next_action as nil.
-func normalized(d *floodgate.Donation) floodgate.Donation {
-	c := *d
-	utc := func(t *time.Time) *time.Time {
-		if t == nil {
-			return nil
-		}
-		u := t.UTC()
-		return &u
-	}
-	c.KeySince, c.ActionSince, c.LeaseUntil = utc(d.KeySince), utc(d.ActionSince), utc(d.LeaseUntil)
-	c.CreatedAt, c.UpdatedAt = d.CreatedAt.UTC(), d.UpdatedAt.UTC()
-	if len(c.NextAction) == 0 {
-		c.NextAction = nil
-	}
+func normalized(o *floodgate.PaymentOrder) floodgate.PaymentOrder {
+	c := *o
+	normalize(&c.KeySince, &c.ActionSince, &c.LeaseUntil, &c.CreatedAt, &c.UpdatedAt, &c.NextAction)
 	return c
+}
+
+// normalizedDonation is d in one form whatever engine read it.
+func normalizedDonation(d *floodgate.Donation) floodgate.Donation {
+	c := *d
+	normalize(&c.KeySince, &c.ActionSince, &c.LeaseUntil, &c.CreatedAt, &c.UpdatedAt, &c.NextAction)
+	return c
+}
+
+// normalize puts the times of an order (or of a donation's) in UTC, and
+// an empty next_action as none.
+func normalize(keySince, actionSince, leaseUntil **time.Time, created, updated *time.Time, next *json.RawMessage) {
+	*keySince, *actionSince, *leaseUntil = utc(*keySince), utc(*actionSince), utc(*leaseUntil)
+	*created, *updated = created.UTC(), updated.UTC()
+	if len(*next) == 0 {
+		*next = nil
+	}
+}
+
+// near reports whether a, read back from a store, is b as the store keeps
+// it: PostgreSQL keeps microseconds.
+func near(a, b time.Time) bool { return a.Sub(b) <= 0 && a.Sub(b) > -time.Microsecond }
+
+func utc(t *time.Time) *time.Time {
+	if t == nil {
+		return nil
+	}
+	u := t.UTC()
+	return &u
+}
+
+// testFencing: a claim's writes apply only while it holds its order. A
+// dispatcher whose lease ran out on the store's clock, and whose order
+// another took over, reports late: its settlement is refused and kept as
+// a history line, never applied over the newer attempt, and its defer, new
+// key, renewal and release change nothing. The newer claim's settlement
+// applies.
+func testFencing(t *testing.T, open Opener) {
+	f := newFixture(t, open)
+	f.campaign("c")
+	d := f.acceptNew("c", 1000)[0]
+	first := f.claim("first", 1)[0]
+	stale := first.Claim()
+
+	// The first holder stalls past its lease; another takes the order over.
+	f.clock.Advance(time.Minute + time.Second)
+	second := f.claim("second", 1)
+	if len(second) != 1 || second[0].ID != first.ID || second[0].Token <= stale.Token || second[0].ClaimedBy != "second" {
+		t.Fatalf("takeover = %+v, want %s under a newer token than %d", second, first.ID, stale.Token)
+	}
+	held := second[0]
+	history := func() []floodgate.StatusChange {
+		t.Helper()
+		h, err := f.store.History(f.ctx, d.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return h
+	}
+	before := history()
+
+	// The first holder's late result.
+	f.clock.Advance(time.Second)
+	got, err := f.store.Settle(f.ctx, floodgate.Settlement{OrderID: first.ID, Token: stale.Token, Status: floodgate.StatusSucceeded,
+		PaymentIntentID: "pi_late", At: f.clock.Now()})
+	wantCode(t, err, floodgate.ESTATE)
+	if got == nil || !reflect.DeepEqual(normalized(got), normalized(held)) {
+		t.Fatalf("refused settle returned %+v, want the order as the second claim holds it", got)
+	}
+	if o := f.order(d); !reflect.DeepEqual(normalized(o), normalized(held)) {
+		t.Fatalf("after the late result the order is %+v, want it untouched: %+v", o, held)
+	}
+	wantTotals(t, f.totals("c"), 0, 0, 1000, 1, 0)
+	after := history()
+	if len(after) != len(before)+1 {
+		t.Fatalf("history %+v, want one line more than %+v", after, before)
+	}
+	line := after[len(after)-1]
+	if line.Status != floodgate.StatusProcessing || !line.At.Equal(f.clock.Now()) ||
+		line.Note != fmt.Sprintf("late result from a claim no longer held (fencing token %d): succeeded (pi_late); not applied", stale.Token) {
+		t.Fatalf("the late result's history line = %+v", line)
+	}
+
+	// Everything else under the stale token changes nothing.
+	_, err = f.store.NewKeyGeneration(f.ctx, stale, 0, "", f.clock.Now())
+	wantCode(t, err, floodgate.ESTATE)
+	wantCode(t, f.store.Defer(f.ctx, stale, time.Hour), floodgate.ESTATE)
+	if n, err := f.store.ExtendClaims(f.ctx, []floodgate.Claim{stale}, time.Hour); err != nil || n != 0 {
+		t.Fatalf("ExtendClaims under a stale token = %d, %v; want none renewed", n, err)
+	}
+	if err := f.store.ReleaseClaims(f.ctx, []floodgate.Claim{stale}); err != nil {
+		t.Fatal(err)
+	}
+	if o := f.order(d); !reflect.DeepEqual(normalized(o), normalized(held)) {
+		t.Fatalf("after stale writes the order is %+v, want it untouched: %+v", o, held)
+	}
+	if h := history(); len(h) != len(after) {
+		t.Fatalf("stale writes other than a result added history: %+v", h[len(after):])
+	}
+
+	// The holder's own writes apply.
+	if n, err := f.store.ExtendClaims(f.ctx, []floodgate.Claim{held.Claim()}, time.Minute); err != nil || n != 1 {
+		t.Fatalf("ExtendClaims under the held token = %d, %v", n, err)
+	}
+	o, err := f.store.NewKeyGeneration(f.ctx, held.Claim(), 0, "", f.clock.Now())
+	if err != nil || o.Attempt != 1 || o.Token != held.Token {
+		t.Fatalf("NewKeyGeneration under the held token = %+v, %v", o, err)
+	}
+	o = f.settle(floodgate.Settlement{OrderID: held.ID, Token: held.Token, Status: floodgate.StatusSucceeded, PaymentIntentID: "pi_new"})
+	if o.Status != floodgate.StatusSucceeded || o.PaymentIntentID != "pi_new" {
+		t.Fatalf("the holder's settle = %+v", o)
+	}
+	wantTotals(t, f.totals("c"), 1000, 1, 0, 0, 0)
+
+	// A lease that ran out with nobody taking over holds no more either.
+	d2 := f.acceptNew("c", 500)[0]
+	lapsed := f.claim("slow", 1)[0]
+	f.clock.Advance(time.Minute + time.Second)
+	_, err = f.store.Settle(f.ctx, floodgate.Settlement{OrderID: lapsed.ID, Token: lapsed.Token, Status: floodgate.StatusFailed,
+		FailureCode: "card_declined", At: f.clock.Now()})
+	wantCode(t, err, floodgate.ESTATE)
+	if got := f.get(d2.ID); got.Status != floodgate.StatusProcessing || got.FailureCode != "" {
+		t.Fatalf("a lapsed claim's result was applied: %+v", got)
+	}
+	wantCode(t, f.store.Defer(f.ctx, lapsed.Claim(), time.Hour), floodgate.ESTATE)
+	// Released at a clean shutdown: the same.
+	resumed := f.claim("slow", 1)[0]
+	if err := f.store.ReleaseClaims(f.ctx, []floodgate.Claim{resumed.Claim()}); err != nil {
+		t.Fatal(err)
+	}
+	_, err = f.store.Settle(f.ctx, floodgate.Settlement{OrderID: resumed.ID, Token: resumed.Token, Status: floodgate.StatusSucceeded, At: f.clock.Now()})
+	wantCode(t, err, floodgate.ESTATE)
+	// A settlement from the provider itself (no claim) applies whoever
+	// holds the order.
+	f.claim("third", 1)
+	f.settle(floodgate.Settlement{OrderID: d2.OrderID, Status: floodgate.StatusSucceeded, PaymentIntentID: "pi_webhook"})
+	wantTotals(t, f.totals("c"), 1500, 2, 0, 0, 0)
+}
+
+// testTakeBack: a take-back (a single node starting after a crash) ends
+// every claim under a new token, deferred ones included: whatever a
+// former holder still sends is refused.
+func testTakeBack(t *testing.T, open Opener) {
+	f := newFixture(t, open)
+	f.campaign("c")
+	f.acceptNew("c", 100, 200)
+	claimed := f.claim("before", 2)
+	if err := f.store.Defer(f.ctx, claimed[1].Claim(), time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.store.TakeBackClaims(f.ctx); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range claimed {
+		o, err := f.store.Order(f.ctx, c.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if o.Token == c.Token || o.Held(c.Token, f.clock.Now()) || o.Status != floodgate.StatusProcessing || o.LeaseUntil.After(f.clock.Now()) {
+			t.Fatalf("taken back: %+v (claimed under %d)", o, c.Token)
+		}
+		_, err = f.store.Settle(f.ctx, floodgate.Settlement{OrderID: c.ID, Token: c.Token, Status: floodgate.StatusSucceeded, At: f.clock.Now()})
+		wantCode(t, err, floodgate.ESTATE)
+	}
+	if n, err := f.store.ExtendClaims(f.ctx, []floodgate.Claim{claimed[0].Claim()}, time.Hour); err != nil || n != 0 {
+		t.Fatalf("ExtendClaims after the take-back = %d, %v", n, err)
+	}
+	// Both resume at once, the deferred one too.
+	if again := f.claim("after", 5); len(again) != 2 {
+		t.Fatalf("claim after the take-back = %v, want both", ids(again))
+	}
+	wantTotals(t, f.totals("c"), 0, 0, 300, 2, 0)
 }
 
 func testBacklog(t *testing.T, open Opener) {

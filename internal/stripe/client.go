@@ -98,7 +98,7 @@ func New(o Options) (*Client, error) {
 }
 
 // Charge creates and confirms a card-only PaymentIntent (no redirect
-// methods, so no return_url) with metadata.donation_id, or, when
+// methods, so no return_url) with r's metadata, or, when
 // r.PaymentIntentID is set, confirms that PaymentIntent again with
 // r.PaymentMethod. A decline is a ProviderError of kind ProviderCard whose
 // Payment is the declined PaymentIntent. Stripe's refusal of a payment
@@ -124,10 +124,6 @@ func (c *Client) Charge(ctx context.Context, r floodgate.ChargeRequest) (*floodg
 		PaymentMethodTypes: stripe.StringSlice([]string{"card"}),
 		Metadata:           maps.Clone(r.Metadata),
 	}
-	if p.Metadata == nil {
-		p.Metadata = map[string]string{}
-	}
-	p.Metadata["donation_id"] = r.DonationID
 	if r.Description != "" {
 		p.Description = stripe.String(r.Description)
 	}
@@ -148,8 +144,8 @@ func checkCharge(r floodgate.ChargeRequest) error {
 		missing = append(missing, "payment method")
 	}
 	if r.PaymentIntentID == "" {
-		if r.DonationID == "" {
-			missing = append(missing, "donation id")
+		if ref := floodgate.RefOf(r.Metadata); ref.PaysFor == "" && ref.Order == "" {
+			missing = append(missing, "metadata naming what it pays for")
 		}
 		if r.Amount <= 0 || r.Currency == "" {
 			missing = append(missing, "amount and currency")
@@ -175,7 +171,7 @@ func (c *Client) Payment(ctx context.Context, id string) (*floodgate.Payment, er
 
 // FindPayments returns one page of the PaymentIntents created in the
 // window (whole seconds, both ends included), 100 a page, newest first,
-// after q.After, keeping those of q.DonationID when it is set: one request
+// after q.After, keeping those whose metadata holds q.Metadata: one request
 // to Stripe, so that the caller paces every page. It never uses Search,
 // whose index lags.
 func (c *Client) FindPayments(ctx context.Context, q floodgate.PaymentQuery) (floodgate.PaymentPage, error) {
@@ -203,14 +199,13 @@ func (c *Client) FindPayments(ctx context.Context, q floodgate.PaymentQuery) (fl
 	page := floodgate.PaymentPage{More: l.Meta().HasMore}
 	for _, pi := range l.Data() {
 		page.Last = pi.ID
-		if q.DonationID != "" && pi.Metadata["donation_id"] != q.DonationID {
-			continue
-		}
 		var raw []byte
 		if pi.LastResponse != nil {
 			raw = pi.LastResponse.RawJSON
 		}
-		page.Payments = append(page.Payments, paymentFrom(pi, raw))
+		if p := paymentFrom(pi, raw); q.Matches(p) {
+			page.Payments = append(page.Payments, p)
+		}
 	}
 	return page, nil
 }

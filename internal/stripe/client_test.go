@@ -55,8 +55,8 @@ func client(tb testing.TB, base, secret string) *fgstripe.Client {
 }
 
 func gift(donation, pm, idem string) floodgate.ChargeRequest {
-	return floodgate.ChargeRequest{DonationID: donation, Amount: 2500, Currency: "eur", PaymentMethod: pm, IdempotencyKey: idem,
-		Description: "Gift " + donation, Metadata: map[string]string{"campaign": "demo"}}
+	return floodgate.ChargeRequest{Amount: 2500, Currency: "eur", PaymentMethod: pm, IdempotencyKey: idem,
+		Description: "Gift " + donation, Metadata: map[string]string{"campaign": "demo", floodgate.MetaDonation: donation}}
 }
 
 func asProviderError(tb testing.TB, err error) *floodgate.ProviderError {
@@ -162,7 +162,7 @@ func TestErrorKinds(t *testing.T) {
 			return err
 		}, kind: floodgate.ProviderNotFound, status: 404, code: "resource_missing"},
 		{name: "invalid", call: func(c *fgstripe.Client, _ *sandbox.Server) error {
-			_, err := c.Charge(ctx, floodgate.ChargeRequest{DonationID: "d", Amount: 10, Currency: "eur", PaymentMethod: "pm_card_visa", IdempotencyKey: "k"})
+			_, err := c.Charge(ctx, floodgate.ChargeRequest{Metadata: floodgate.DonationLookup("d"), Amount: 10, Currency: "eur", PaymentMethod: "pm_card_visa", IdempotencyKey: "k"})
 			return err
 		}, kind: floodgate.ProviderInvalid, status: 400, code: "amount_too_small"},
 		{name: "unexpected state", call: func(c *fgstripe.Client, _ *sandbox.Server) error {
@@ -366,7 +366,7 @@ func TestFindPayments(t *testing.T) {
 	if err != nil || len(mid) != 10 {
 		t.Errorf("10 seconds: %d, %v", len(mid), err)
 	}
-	mine, err := floodgate.AllPayments(ctx, c, floodgate.PaymentQuery{CreatedFrom: begin, DonationID: "don_0"})
+	mine, err := floodgate.AllPayments(ctx, c, floodgate.PaymentQuery{CreatedFrom: begin, Metadata: floodgate.DonationLookup("don_0")})
 	if err != nil || len(mine) != 5 {
 		t.Errorf("don_0: %d, %v", len(mine), err)
 	}

@@ -108,14 +108,14 @@ func TestMember(t *testing.T) {
 }
 
 func TestCheckCharge(t *testing.T) {
-	ok := floodgate.ChargeRequest{DonationID: "don_1", Amount: 2500, Currency: "eur", PaymentMethod: "pm_card_visa", IdempotencyKey: "k"}
+	ok := floodgate.ChargeRequest{Metadata: floodgate.DonationLookup("don_1"), Amount: 2500, Currency: "eur", PaymentMethod: "pm_card_visa", IdempotencyKey: "k"}
 	if err := checkCharge(ok); err != nil {
 		t.Errorf("valid request refused: %v", err)
 	}
 	bad := []func(*floodgate.ChargeRequest){
 		func(r *floodgate.ChargeRequest) { r.IdempotencyKey = "" },
 		func(r *floodgate.ChargeRequest) { r.PaymentMethod = "" },
-		func(r *floodgate.ChargeRequest) { r.DonationID = "" },
+		func(r *floodgate.ChargeRequest) { r.Metadata = map[string]string{"campaign": "c"} },
 		func(r *floodgate.ChargeRequest) { r.Amount = 0 },
 		func(r *floodgate.ChargeRequest) { r.Currency = "" },
 		func(r *floodgate.ChargeRequest) { r.IdempotencyKey = string(make([]byte, 256)) },

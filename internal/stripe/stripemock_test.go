@@ -75,7 +75,7 @@ func TestStripeMock(t *testing.T) {
 		call   func(t *testing.T) error
 	}{
 		{"create and confirm", "POST", "/v1/payment_intents", func(t *testing.T) error {
-			p, err := c.Charge(ctx, floodgate.ChargeRequest{DonationID: "don_mock_1", Amount: 2500, Currency: "eur",
+			p, err := c.Charge(ctx, floodgate.ChargeRequest{Metadata: floodgate.DonationLookup("don_mock_1"), Amount: 2500, Currency: "eur",
 				PaymentMethod: "pm_card_visa", IdempotencyKey: "don_mock_1:1"})
 			if err == nil {
 				decoded(t, p)
@@ -83,9 +83,9 @@ func TestStripeMock(t *testing.T) {
 			return err
 		}},
 		{"create and confirm with description and metadata", "POST", "/v1/payment_intents", func(t *testing.T) error {
-			p, err := c.Charge(ctx, floodgate.ChargeRequest{DonationID: "don_mock_2", Amount: 99_999_999, Currency: "gbp",
+			p, err := c.Charge(ctx, floodgate.ChargeRequest{Amount: 99_999_999, Currency: "gbp",
 				PaymentMethod: "pm_card_visa", IdempotencyKey: strings.Repeat("k", 255), Description: "Gift to demo",
-				Metadata: map[string]string{"campaign": "demo", "gift_aid": "true"}})
+				Metadata: map[string]string{"campaign": "demo", "gift_aid": "true", floodgate.MetaDonation: "don_mock_2"}})
 			if err == nil {
 				decoded(t, p)
 			}
@@ -119,7 +119,7 @@ func TestStripeMock(t *testing.T) {
 			return err
 		}},
 		{"list the next page", "GET", "/v1/payment_intents", func(t *testing.T) error {
-			_, err := c.FindPayments(ctx, floodgate.PaymentQuery{CreatedFrom: now.Add(-time.Hour), CreatedTo: now, After: pi, DonationID: "don_mock_1"})
+			_, err := c.FindPayments(ctx, floodgate.PaymentQuery{CreatedFrom: now.Add(-time.Hour), CreatedTo: now, After: pi, Metadata: floodgate.DonationLookup("don_mock_1")})
 			return err
 		}},
 		{"list from a time on", "GET", "/v1/payment_intents", func(t *testing.T) error {

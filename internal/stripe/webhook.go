@@ -207,7 +207,7 @@ func DecodeEvent(ev stripe.Event) (*Event, error) {
 		}
 		out.Payment = paymentFrom(&pi, raw)
 		out.PaymentIntentID, out.Amount, out.Currency = pi.ID, pi.Amount, string(pi.Currency)
-		out.DonationID = pi.Metadata["donation_id"]
+		out.Metadata = pi.Metadata
 	case strings.HasPrefix(out.Type, "charge.dispute."):
 		var d stripe.Dispute
 		if err := json.Unmarshal(raw, &d); err != nil {
@@ -217,7 +217,7 @@ func DecodeEvent(ev stripe.Event) (*Event, error) {
 			out.PaymentIntentID = d.PaymentIntent.ID
 		}
 		out.Amount, out.Currency = d.Amount, string(d.Currency)
-		out.DonationID = d.Metadata["donation_id"]
+		out.Metadata = d.Metadata
 	case strings.HasPrefix(out.Type, "charge."):
 		var ch stripe.Charge
 		if err := json.Unmarshal(raw, &ch); err != nil {
@@ -227,7 +227,7 @@ func DecodeEvent(ev stripe.Event) (*Event, error) {
 			out.PaymentIntentID = ch.PaymentIntent.ID
 		}
 		out.Amount, out.Currency = ch.AmountRefunded, string(ch.Currency)
-		out.DonationID = ch.Metadata["donation_id"]
+		out.Metadata = ch.Metadata
 	}
 	return out, nil
 }

@@ -161,7 +161,7 @@ func TestDecodeEvent(t *testing.T) {
 		byType[e.Type] = e
 	}
 	ok := byType["payment_intent.succeeded"]
-	if ok == nil || ok.Payment == nil || ok.Payment.ID != p.ID || ok.Payment.Status != floodgate.PaymentSucceeded || ok.DonationID != "don_1" || ok.Created.IsZero() {
+	if ok == nil || ok.Payment == nil || ok.Payment.ID != p.ID || ok.Payment.Status != floodgate.PaymentSucceeded || ok.Metadata[floodgate.MetaDonation] != "don_1" || ok.Created.IsZero() {
 		t.Errorf("succeeded: %+v", ok)
 	}
 	dispute := byType["charge.dispute.created"]

@@ -128,9 +128,9 @@ func (s *suite) key(name string, attempt any) string {
 
 // gift is the charge floodgate's dispatcher makes for donation name.
 func (s *suite) gift(name, pm string) floodgate.ChargeRequest {
-	return floodgate.ChargeRequest{DonationID: s.donation(name), Amount: 2500, Currency: "eur", PaymentMethod: pm,
+	return floodgate.ChargeRequest{Amount: 2500, Currency: "eur", PaymentMethod: pm,
 		IdempotencyKey: s.key(name, 1), Description: "floodgate contract " + name,
-		Metadata: map[string]string{"contract_run": s.run}}
+		Metadata: map[string]string{"contract_run": s.run, floodgate.MetaDonation: s.donation(name)}}
 }
 
 // callCtx bounds one call.
@@ -214,7 +214,7 @@ func (s *suite) testVisaSucceeds(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Charge: %v", err)
 	}
-	if p.Status != floodgate.PaymentSucceeded || p.DonationID() != r.DonationID || p.Metadata["contract_run"] != s.run ||
+	if p.Status != floodgate.PaymentSucceeded || p.DonationID() != r.Metadata[floodgate.MetaDonation] || p.Metadata["contract_run"] != s.run ||
 		p.Amount != r.Amount || p.Currency != r.Currency || p.Created.IsZero() || p.ClientSecret == "" || p.NextAction != nil ||
 		p.PaymentMethod == "" || p.Fingerprint == "" {
 		t.Errorf("payment %+v", p)
@@ -223,7 +223,7 @@ func (s *suite) testVisaSucceeds(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Payment: %v", err)
 	}
-	if got.ID != p.ID || got.Status != floodgate.PaymentSucceeded || got.DonationID() != r.DonationID ||
+	if got.ID != p.ID || got.Status != floodgate.PaymentSucceeded || got.DonationID() != r.Metadata[floodgate.MetaDonation] ||
 		!got.Created.Equal(p.Created) || got.Fingerprint != p.Fingerprint {
 		t.Errorf("retrieved %+v, created %+v", got, p)
 	}
@@ -245,7 +245,7 @@ func (s *suite) testDeclineThenAnotherCard(t *testing.T) {
 	if p == nil {
 		t.Fatal("the decline carries no PaymentIntent")
 	}
-	if p.Status != floodgate.PaymentRequiresPaymentMethod || p.DonationID() != r.DonationID || p.FailureCode != "card_declined" ||
+	if p.Status != floodgate.PaymentRequiresPaymentMethod || p.DonationID() != r.Metadata[floodgate.MetaDonation] || p.FailureCode != "card_declined" ||
 		p.DeclineCode != "generic_decline" || p.FailedPaymentMethod == "" || p.Fingerprint == "" || p.Created.IsZero() {
 		t.Errorf("declined payment %+v", p)
 	}
@@ -256,15 +256,15 @@ func (s *suite) testDeclineThenAnotherCard(t *testing.T) {
 		s.rec.Last().Header.Get("Idempotent-Replayed") != "true" {
 		t.Errorf("the decline replayed: %+v (headers %v)", rpe, s.rec.Last().Header)
 	}
-	again, err := s.charge(t, floodgate.ChargeRequest{DonationID: r.DonationID, PaymentIntentID: p.ID,
+	again, err := s.charge(t, floodgate.ChargeRequest{Metadata: r.Metadata, PaymentIntentID: p.ID,
 		PaymentMethod: "pm_card_visa", IdempotencyKey: s.key("declined", 2)})
 	if err != nil {
 		t.Fatalf("confirm with another card: %v", err)
 	}
-	if again.ID != p.ID || again.Status != floodgate.PaymentSucceeded || again.DonationID() != r.DonationID {
+	if again.ID != p.ID || again.Status != floodgate.PaymentSucceeded || again.DonationID() != r.Metadata[floodgate.MetaDonation] {
 		t.Errorf("after the second card %+v", again)
 	}
-	mine := s.payments(t, floodgate.PaymentQuery{CreatedFrom: p.Created, CreatedTo: p.Created, DonationID: r.DonationID})
+	mine := s.payments(t, floodgate.PaymentQuery{CreatedFrom: p.Created, CreatedTo: p.Created, Metadata: floodgate.DonationLookup(r.Metadata[floodgate.MetaDonation])})
 	if len(mine) != 1 || mine[0].ID != p.ID || mine[0].Status != floodgate.PaymentSucceeded {
 		t.Errorf("the donation's PaymentIntents: %+v", mine)
 	}
@@ -354,12 +354,12 @@ func (s *suite) testIdempotency(t *testing.T) {
 		t.Errorf("other parameters %+v", pe)
 	}
 	// So is the same key on another endpoint (confirming the PaymentIntent).
-	_, err = s.charge(t, floodgate.ChargeRequest{DonationID: r.DonationID, PaymentIntentID: first.ID,
+	_, err = s.charge(t, floodgate.ChargeRequest{Metadata: r.Metadata, PaymentIntentID: first.ID,
 		PaymentMethod: "pm_card_visa", IdempotencyKey: r.IdempotencyKey})
 	if pe := providerError(t, err, floodgate.ProviderIdempotency); pe.HTTPStatus != http.StatusBadRequest || pe.Type != "idempotency_error" {
 		t.Errorf("another endpoint %+v", pe)
 	}
-	mine := s.payments(t, floodgate.PaymentQuery{CreatedFrom: first.Created, CreatedTo: first.Created, DonationID: r.DonationID})
+	mine := s.payments(t, floodgate.PaymentQuery{CreatedFrom: first.Created, CreatedTo: first.Created, Metadata: floodgate.DonationLookup(r.Metadata[floodgate.MetaDonation])})
 	if len(mine) != 1 || mine[0].ID != first.ID {
 		t.Errorf("the donation's PaymentIntents: %+v", mine)
 	}
@@ -415,7 +415,7 @@ func (s *suite) testList(t *testing.T) {
 	}
 
 	// By donation id: exactly its PaymentIntent.
-	one := s.payments(t, floodgate.PaymentQuery{CreatedFrom: from, CreatedTo: to, DonationID: made[1].DonationID()})
+	one := s.payments(t, floodgate.PaymentQuery{CreatedFrom: from, CreatedTo: to, Metadata: floodgate.DonationLookup(made[1].DonationID())})
 	if len(one) != 1 || one[0].ID != made[1].ID {
 		t.Errorf("by donation id: %+v", one)
 	}
