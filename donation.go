@@ -131,7 +131,8 @@ const (
 func (d *Donation) Net() int64 { return d.Amount - min(d.Amount, d.Refunded+d.Disputed) }
 
 // StatusChange is one line of a payment order's history: a donation's
-// history is its order's.
+// history is its order's. The first line is the acceptance, at the order's
+// creation (a store may read it from there rather than keep it).
 type StatusChange struct {
 	Status      DonationStatus
 	At          time.Time

@@ -187,7 +187,7 @@ func (s *Store) moveOrder(ctx context.Context, id, where string, arg any, decide
 }
 
 const insHistory = `INSERT INTO order_history (order_seq, n, status, at, failure_code, note)
-	VALUES ($1, (SELECT COALESCE(MAX(n), -1) + 1 FROM order_history WHERE order_seq = $1), $2, $3, $4, $5)`
+	VALUES ($1, (SELECT COALESCE(MAX(n), 0) + 1 FROM order_history WHERE order_seq = $1), $2, $3, $4, $5)`
 
 // move locks the order matched by where ($1 being arg) with SELECT ... FOR
 // UPDATE OF the order (what it pays for never changes), held until the
@@ -362,7 +362,7 @@ func (s *Store) ClaimOrders(ctx context.Context, owner string, n int, lease time
 		// A later statement than the claim, so its snapshot sees every
 		// history line committed before the rows were locked.
 		b.Queue(`INSERT INTO order_history (order_seq, n, status, at)
-			SELECT u.seq, (SELECT COALESCE(MAX(h.n), -1) + 1 FROM order_history h WHERE h.order_seq = u.seq),
+			SELECT u.seq, (SELECT COALESCE(MAX(h.n), 0) + 1 FROM order_history h WHERE h.order_seq = u.seq),
 				'processing', $2
 			FROM unnest($1::bigint[]) AS u (seq)`, seqs, now)
 		queueTotals(b, deltas, now)

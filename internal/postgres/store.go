@@ -373,8 +373,9 @@ func donationNotFound(id string) error {
 // column arrays back into rows, in the batch's order (so seq increases
 // along the batch), a key already stored is skipped rather than failing the
 // statement, and each new donation gets its payment order, at its seq, as
-// floodgate.NewOrder describes it (in request format $15), and its first
-// history line in the same statement.
+// floodgate.NewOrder describes it (in request format $15), in the same
+// statement. The first line of an order's history, its acceptance, is not
+// written: History reads it from the donation (see historyOf).
 const insDonations = `WITH ins AS (
 	INSERT INTO donations (id, campaign_id, idempotency_key, request_hash, amount, currency, email, name,
 		payment_method, anonymous, message, declaration, client_addr, created_at)
@@ -390,9 +391,6 @@ const insDonations = `WITH ins AS (
 ), ord AS (
 	INSERT INTO payment_orders (seq, kind, status, format, updated_at)
 	SELECT seq, 'donation', 'accepted', $15, $14 FROM ins
-), hist AS (
-	INSERT INTO order_history (order_seq, n, status, at)
-	SELECT seq, 0, 'accepted', $14 FROM ins
 )
 SELECT seq, id FROM ins`
 
@@ -598,37 +596,43 @@ func (s *Store) DonationByKey(ctx context.Context, campaignID, key string) (*flo
 	return d, err
 }
 
-// History implements floodgate.Store. The outer join tells a donation
-// without history (there is none: acceptance writes the first line) from
-// one that does not exist, in one statement.
+// historyOf reads the history of the order of the donation with id $1,
+// oldest first. Its first line, the acceptance (line 0), is the order's
+// creation: an order accepted since payment orders keeps no row for it,
+// and it is read from the donation; one accepted before them kept that
+// row, and it is read as it was. Every later line is numbered after it.
+const historyOf = `SELECT h.n, h.status, h.at, h.failure_code, h.note FROM donations d
+		JOIN order_history h ON h.order_seq = d.seq WHERE d.id = $1
+	UNION ALL
+	SELECT 0, 'accepted', d.created_at, '', '' FROM donations d WHERE d.id = $1
+		AND NOT EXISTS (SELECT 1 FROM order_history h WHERE h.order_seq = d.seq AND h.n = 0)
+	ORDER BY 1`
+
+// History implements floodgate.Store in one statement: no line means no
+// donation, since every order's history has its acceptance.
 func (s *Store) History(ctx context.Context, id string) ([]floodgate.StatusChange, error) {
-	rows, err := s.pool.Query(ctx, `SELECT h.status, h.at, h.failure_code, h.note FROM donations d
-		LEFT JOIN order_history h ON h.order_seq = d.seq WHERE d.id = $1 ORDER BY h.n`, id)
+	rows, err := s.pool.Query(ctx, historyOf, id)
 	if err != nil {
 		return nil, err
 	}
 	defer rows.Close()
-	found := false
 	out := []floodgate.StatusChange{}
 	for rows.Next() {
-		found = true
 		var (
-			status, fail, note *string
-			at                 *time.Time
+			n      int
+			status string
+			c      floodgate.StatusChange
 		)
-		if err := rows.Scan(&status, &at, &fail, &note); err != nil {
+		if err := rows.Scan(&n, &status, &c.At, &c.FailureCode, &c.Note); err != nil {
 			return nil, err
 		}
-		if status == nil {
-			continue
-		}
-		out = append(out, floodgate.StatusChange{Status: floodgate.DonationStatus(*status), At: *at,
-			FailureCode: deref(fail), Note: deref(note)})
+		c.Status = floodgate.DonationStatus(status)
+		out = append(out, c)
 	}
 	if err := rows.Err(); err != nil {
 		return nil, err
 	}
-	if !found {
+	if len(out) == 0 {
 		return nil, donationNotFound(id)
 	}
 	return out, nil

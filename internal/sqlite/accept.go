@@ -30,9 +30,8 @@ type acceptState struct {
 	keys map[int64]int64
 	more map[int64][]int64
 
-	insChunk, insOne   *sql.Stmt
-	insOrders          *sql.Stmt
-	histChunk, histOne *sql.Stmt
+	insChunk, insOne *sql.Stmt
+	insOrders        *sql.Stmt
 }
 
 const insertCols = `(seq, id, campaign_id, idempotency_key, key_hash, request_hash, amount, currency, email, name,
@@ -50,8 +49,6 @@ const insertArgs = 16
 const insertOrders = `INSERT INTO payment_orders (seq, kind, status, format, updated_at)
 	SELECT seq, 'donation', 'accepted', ?, created_at FROM donations WHERE seq >= ? AND seq <= ?`
 
-const historyRow = `(?, 0, 'accepted', ?, '', '')`
-
 func rows(row string, n int) string {
 	return strings.TrimSuffix(strings.Repeat(row+", ", n), ", ")
 }
@@ -67,8 +64,6 @@ func (s *Store) openAccept(ctx context.Context) error {
 		{&a.insChunk, `INSERT INTO donations ` + insertCols + ` VALUES ` + rows(insertRow, chunk)},
 		{&a.insOne, `INSERT INTO donations ` + insertCols + ` VALUES ` + insertRow},
 		{&a.insOrders, insertOrders},
-		{&a.histChunk, `INSERT INTO order_history (order_seq, n, status, at, failure_code, note) VALUES ` + rows(historyRow, chunk)},
-		{&a.histOne, `INSERT INTO order_history (order_seq, n, status, at, failure_code, note) VALUES ` + historyRow},
 	} {
 		st, err := s.w.PrepareContext(ctx, p.query)
 		if err != nil {
@@ -183,10 +178,11 @@ func (ad acceptedDonations) learn(a *acceptState) {
 }
 
 // acceptDonations stores a batch's donations in tx with multi-row inserts
-// of the donations and their first history lines, one statement that makes
-// their payment orders, and no B-tree index over random keys, and returns
-// one result per donation: a new donation, a replay, or a refusal of that
-// donation alone.
+// of the donations, one statement that makes their payment orders, and no
+// B-tree index over random keys, and returns one result per donation: a
+// new donation, a replay, or a refusal of that donation alone. The first
+// line of an order's history, its acceptance, is not written: History
+// reads it from the donation (see historyOf).
 func (s *Store) acceptDonations(ctx context.Context, tx *sql.Tx, ds []*floodgate.Donation, now time.Time) (acceptedDonations, error) {
 	a := &s.accept
 	out := acceptedDonations{results: make([]floodgate.AcceptResult, len(ds)), next: a.nextSeq}
@@ -241,36 +237,23 @@ func (s *Store) acceptDonations(ctx context.Context, tx *sql.Tx, ds []*floodgate
 
 	at := nanos(now)
 	insChunk, insOne := tx.StmtContext(ctx, a.insChunk), tx.StmtContext(ctx, a.insOne)
-	histChunk, histOne := tx.StmtContext(ctx, a.histChunk), tx.StmtContext(ctx, a.histOne)
 	args := make([]any, 0, chunk*insertArgs)
-	hargs := make([]any, 0, chunk*2)
 	for start := 0; start < len(out.fresh); start += chunk {
 		part := out.fresh[start:min(start+chunk, len(out.fresh))]
-		args, hargs = args[:0], hargs[:0]
+		args = args[:0]
 		for _, f := range part {
 			d := f.d
 			args = append(args, d.Seq, d.ID, d.CampaignID, d.IdempotencyKey, f.hash, d.RequestHash, d.Amount, d.Currency,
 				d.Email, d.Name, d.PaymentMethod, d.Anonymous, d.Message, declarationText(d.Declaration), d.ClientAddr, at)
-			hargs = append(hargs, d.Seq, at)
-		}
-		ins, hist := insChunk, histChunk
-		if len(part) < chunk {
-			ins, hist = insOne, histOne
 		}
 		if len(part) == chunk {
-			if _, err := ins.ExecContext(ctx, args...); err != nil {
-				return out, err
-			}
-			if _, err := hist.ExecContext(ctx, hargs...); err != nil {
+			if _, err := insChunk.ExecContext(ctx, args...); err != nil {
 				return out, err
 			}
 			continue
 		}
 		for j := range part {
-			if _, err := ins.ExecContext(ctx, args[j*insertArgs:(j+1)*insertArgs]...); err != nil {
-				return out, err
-			}
-			if _, err := hist.ExecContext(ctx, hargs[j*2:(j+1)*2]...); err != nil {
+			if _, err := insOne.ExecContext(ctx, args[j*insertArgs:(j+1)*insertArgs]...); err != nil {
 				return out, err
 			}
 		}

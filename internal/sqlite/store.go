@@ -104,7 +104,7 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 	}
 	if err := errors.Join(
 		prep(&s.insHistory, `INSERT INTO order_history (order_seq, n, status, at, failure_code, note)
-			VALUES (?, (SELECT COALESCE(MAX(n), -1) + 1 FROM order_history WHERE order_seq = ?), ?, ?, ?, ?)`),
+			VALUES (?, (SELECT COALESCE(MAX(n), 0) + 1 FROM order_history WHERE order_seq = ?), ?, ?, ?, ?)`),
 		prep(&s.updTotals, `UPDATE totals SET raised = raised + ?, donations = donations + ?,
 			pending = pending + ?, pending_count = pending_count + ?, waiting = waiting + ?, updated_at = ?
 			WHERE campaign_id = ?`),
@@ -159,7 +159,7 @@ func DefaultPath(dataDir string) string { return filepath.Join(dataDir, "floodga
 func (s *Store) Close() error {
 	var errs []error
 	a := &s.accept
-	for _, st := range []*sql.Stmt{s.insHistory, s.updTotals, a.insChunk, a.insOne, a.insOrders, a.histChunk, a.histOne} {
+	for _, st := range []*sql.Stmt{s.insHistory, s.updTotals, a.insChunk, a.insOne, a.insOrders} {
 		if st != nil {
 			errs = append(errs, st.Close())
 		}
@@ -443,10 +443,22 @@ func (s *Store) Donation(ctx context.Context, id string) (*floodgate.Donation, e
 	return d, err
 }
 
-// History implements floodgate.Store.
+// historyOf reads the history of the order of the donation with id ?1,
+// oldest first. Its first line, the acceptance (line 0), is the order's
+// creation: an order accepted since payment orders keeps no row for it,
+// and it is read from the donation; one accepted before them kept that
+// row, and it is read as it was. Every later line is numbered after it.
+const historyOf = `SELECT h.n, h.status, h.at, h.failure_code, h.note FROM donations d
+		JOIN order_history h ON h.order_seq = d.seq WHERE d.id = ?1
+	UNION ALL
+	SELECT 0, 'accepted', d.created_at, '', '' FROM donations d WHERE d.id = ?1
+		AND NOT EXISTS (SELECT 1 FROM order_history h WHERE h.order_seq = d.seq AND h.n = 0)
+	ORDER BY 1`
+
+// History implements floodgate.Store: no line means no donation, since
+// every order's history has its acceptance.
 func (s *Store) History(ctx context.Context, id string) ([]floodgate.StatusChange, error) {
-	rows, err := s.r.QueryContext(ctx, `SELECT h.status, h.at, h.failure_code, h.note FROM order_history h
-		JOIN donations d ON d.seq = h.order_seq WHERE d.id = ? ORDER BY h.n`, id)
+	rows, err := s.r.QueryContext(ctx, historyOf, id)
 	if err != nil {
 		return nil, err
 	}
@@ -455,10 +467,11 @@ func (s *Store) History(ctx context.Context, id string) ([]floodgate.StatusChang
 	for rows.Next() {
 		var (
 			c      floodgate.StatusChange
+			n      int
 			status string
 			at     int64
 		)
-		if err := rows.Scan(&status, &at, &c.FailureCode, &c.Note); err != nil {
+		if err := rows.Scan(&n, &status, &at, &c.FailureCode, &c.Note); err != nil {
 			return nil, err
 		}
 		c.Status, c.At = floodgate.DonationStatus(status), fromNanos(at)
@@ -468,9 +481,7 @@ func (s *Store) History(ctx context.Context, id string) ([]floodgate.StatusChang
 		return nil, err
 	}
 	if len(out) == 0 {
-		if _, err := s.Donation(ctx, id); err != nil {
-			return nil, err
-		}
+		return nil, floodgate.Errorf(floodgate.ENOTFOUND, "Donation %q not found.", id)
 	}
 	return out, nil
 }
