@@ -302,3 +302,8 @@ func (d TotalsDelta) neg() TotalsDelta {
 	return TotalsDelta{Raised: -d.Raised, Donations: -d.Donations, Pending: -d.Pending,
 		PendingCount: -d.PendingCount, Waiting: -d.Waiting}
 }
+
+// OrderNotFound is the ENOTFOUND every store answers for an unknown order.
+func OrderNotFound(id string) error {
+	return Errorf(ENOTFOUND, "Payment order %q not found.", id)
+}

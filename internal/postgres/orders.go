@@ -101,16 +101,12 @@ func collect[T any](scan func(pgx.Row) (T, error)) func(pgx.Rows, error) ([]T, e
 
 var collectOrders = collect(func(r pgx.Row) (*floodgate.PaymentOrder, error) { return scanOrder(r) })
 
-func orderNotFound(id string) error {
-	return floodgate.Errorf(floodgate.ENOTFOUND, "Payment order %q not found.", id)
-}
-
 // Order implements floodgate.Store.
 func (s *Store) Order(ctx context.Context, id string) (*floodgate.PaymentOrder, error) {
 	where, arg := byOrderID(id)
 	o, err := scanOrder(s.pool.QueryRow(ctx, `SELECT `+orderCols+orderFrom+` WHERE `+where, arg))
 	if errors.Is(err, pgx.ErrNoRows) {
-		return nil, orderNotFound(id)
+		return nil, floodgate.OrderNotFound(id)
 	}
 	return o, err
 }
@@ -181,7 +177,7 @@ type decision func(o *floodgate.PaymentOrder, now time.Time) (floodgate.Transiti
 func (s *Store) moveOrder(ctx context.Context, id, where string, arg any, decide decision) (*floodgate.PaymentOrder, error) {
 	o, err := s.move(ctx, where, arg, decide, nil)
 	if errors.Is(err, pgx.ErrNoRows) {
-		return nil, orderNotFound(id)
+		return nil, floodgate.OrderNotFound(id)
 	}
 	return o, err
 }

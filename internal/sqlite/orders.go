@@ -100,16 +100,12 @@ func queryOrders(ctx context.Context, q querier, query string, args ...any) ([]*
 	return queryAll(ctx, q, scanOrder, query, args...)
 }
 
-func orderNotFound(id string) error {
-	return floodgate.Errorf(floodgate.ENOTFOUND, "Payment order %q not found.", id)
-}
-
 // Order implements floodgate.Store.
 func (s *Store) Order(ctx context.Context, id string) (*floodgate.PaymentOrder, error) {
 	where, arg := byOrderID(id)
 	o, err := scanOrder(s.r.QueryRowContext(ctx, `SELECT `+orderCols+orderFrom+` WHERE `+where, arg))
 	if errors.Is(err, sql.ErrNoRows) {
-		return nil, orderNotFound(id)
+		return nil, floodgate.OrderNotFound(id)
 	}
 	return o, err
 }
@@ -177,7 +173,7 @@ type decision func(o *floodgate.PaymentOrder, now time.Time) (floodgate.Transiti
 func (s *Store) moveOrder(ctx context.Context, id, where string, arg any, decide decision) (*floodgate.PaymentOrder, error) {
 	o, err := s.move(ctx, where, arg, decide, nil)
 	if errors.Is(err, sql.ErrNoRows) {
-		return nil, orderNotFound(id)
+		return nil, floodgate.OrderNotFound(id)
 	}
 	return o, err
 }
