@@ -153,6 +153,20 @@ type PaymentOrder struct {
 	Refunded int64
 	Disputed int64
 
+	// UnknownFrom and UnknownTo are set while the outcome of the current
+	// key generation is unknown (a stored 5xx, an idempotency error, a key
+	// the provider may have forgotten) and sweeps establish it (see
+	// Sweeps): any PaymentIntent the key made was created within them,
+	// inclusive, in whole seconds of the provider's clock. Such an order
+	// is processing, held by no claim and out of the workers' line until
+	// a sweep or a webhook settles it or gives it a new key.
+	UnknownFrom, UnknownTo *time.Time
+	// Sweeps counts the complete sweeps that covered the window and found
+	// no PaymentIntent for the order; SweptAt is when the last of them
+	// started, on the provider's clock.
+	Sweeps  int
+	SweptAt *time.Time
+
 	CreatedAt time.Time
 	UpdatedAt time.Time
 }

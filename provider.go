@@ -136,7 +136,46 @@ type Provider interface {
 	// method: the same for every tokenisation of one card. One provider
 	// request, made only while card testing is suspected.
 	CardFingerprint(ctx context.Context, paymentMethodID string) (string, error)
+	// Clock bounds the provider's clock against this process's, from the
+	// answers seen so far.
+	Clock() ProviderClock
 }
+
+// ProviderClock bounds the provider's clock against this process's: at
+// local time t, the provider's clock reads between t+Low and t+High. An
+// answer sent at local time s and received at r whose Date header reads D
+// (whole seconds, rounded down) was dated while the provider's clock read
+// within [D, D+1s), at a local time within [s, r]: the offset lies within
+// [D-r, D+1s-s]. Known is false until an answer carried a Date.
+type ProviderClock struct {
+	Low, High time.Duration
+	Known     bool
+}
+
+// Observe narrows c by one answer: sent and received at local times s and
+// r, dated date by the provider. An answer whose bounds do not meet c's
+// (either clock was stepped) starts c again from its own.
+func (c ProviderClock) Observe(s, r, date time.Time) ProviderClock {
+	low, high := date.Sub(r), date.Add(time.Second).Sub(s)
+	if !c.Known || low > c.High || high < c.Low {
+		return ProviderClock{Low: low, High: high, Known: true}
+	}
+	return ProviderClock{Low: max(low, c.Low), High: min(high, c.High), Known: true}
+}
+
+// Window bounds, in whole seconds of the provider's clock, the created
+// time of any object the provider made between local times from and to,
+// widened by margin on each side; with no answer seen yet, by unknown on
+// each side instead.
+func (c ProviderClock) Window(from, to time.Time, margin, unknown time.Duration) Window {
+	if !c.Known {
+		return Window{From: from.Add(-unknown).Truncate(time.Second), To: to.Add(unknown).Truncate(time.Second)}
+	}
+	return Window{From: from.Add(c.Low - margin).Truncate(time.Second), To: to.Add(c.High + margin).Truncate(time.Second)}
+}
+
+// Earliest is the earliest the provider's clock can read at local time t.
+func (c ProviderClock) Earliest(t time.Time) time.Time { return t.Add(c.Low) }
 
 // ProviderErrorKind classifies a provider failure by what the dispatcher
 // must do about it.

@@ -192,6 +192,43 @@ type Line interface {
 	ReplacePaymentMethod(ctx context.Context, id, paymentMethod string, now time.Time) (*Donation, error)
 }
 
+// Sweeps keeps the orders whose outcome is unknown until sweeps over the
+// provider's PaymentIntents establish it, and the lease that lets one
+// sweeper at a time work for every node. An order whose outcome is
+// unknown is processing and held by no claim: ClaimOrders, TakeBackClaims,
+// ExtendClaims, ReleaseClaims and Defer leave it alone. A settlement from
+// elsewhere (a webhook, a sweep that found the payment: Settle with no
+// token) ends it.
+type Sweeps interface {
+	// MarkUnknown hands the order held by c to the sweeps, any
+	// PaymentIntent its current key made having been created within w, as
+	// ApplyUnknown decides, and returns the order as it now is. ENOTFOUND;
+	// ESTATE unless processing and held by c; EINVALID for an empty
+	// window.
+	MarkUnknown(ctx context.Context, c Claim, w Window, now time.Time) (*PaymentOrder, error)
+	// Unknowns returns up to n orders whose outcome is unknown, the
+	// earliest window first (then by place in line). n <= 0 returns none.
+	Unknowns(ctx context.Context, n int) ([]*PaymentOrder, error)
+	// RecordSweep records, in one transaction, that a complete sweep
+	// started at started (the provider's clock) found no PaymentIntent for
+	// each order of swept, as ApplySweep decides; an order that changed
+	// since the sweep saw it is left alone. It returns how many were
+	// recorded.
+	RecordSweep(ctx context.Context, swept []SweptOrder, started, now time.Time) (int, error)
+	// SweptNewKey moves an order whose outcome at generation from was
+	// unknown to a new key generation and back to the line, as
+	// ApplySweptNewKey decides, and returns it as it now is. ENOTFOUND;
+	// ESTATE.
+	SweptNewKey(ctx context.Context, id string, from int, paymentIntentID string, now time.Time) (*PaymentOrder, error)
+	// TakeLease takes the lease called name for owner until ttl from the
+	// store's clock, or renews it when owner holds it; ok is false while
+	// another owner holds it. A lease that ran out is anyone's.
+	TakeLease(ctx context.Context, name, owner string, ttl time.Duration) (ok bool, err error)
+	// ReleaseLease gives the lease up when owner holds it (a clean
+	// shutdown), so that another node takes it at once.
+	ReleaseLease(ctx context.Context, name, owner string) error
+}
+
 // Budgets shares the provider's rate limit between nodes.
 type Budgets interface {
 	// TakeBudget takes permits from a provider budget shared by every
@@ -231,6 +268,7 @@ type Store interface {
 	Intakes
 	Ledger
 	Line
+	Sweeps
 	Budgets
 	Settings
 	CardBlocks

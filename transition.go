@@ -57,6 +57,10 @@ const (
 	FieldLeaseUntil
 	FieldRefunded
 	FieldDisputed
+	FieldUnknownFrom
+	FieldUnknownTo
+	FieldSweeps
+	FieldSweptAt
 	FieldUpdatedAt
 )
 
@@ -100,6 +104,14 @@ var orderFields = []struct {
 		func(o *PaymentOrder) any { return o.Refunded }},
 	{FieldDisputed, "disputed", func(a, b *PaymentOrder) bool { return a.Disputed == b.Disputed },
 		func(o *PaymentOrder) any { return o.Disputed }},
+	{FieldUnknownFrom, "unknown_from", func(a, b *PaymentOrder) bool { return sameTime(a.UnknownFrom, b.UnknownFrom) },
+		func(o *PaymentOrder) any { return o.UnknownFrom }},
+	{FieldUnknownTo, "unknown_to", func(a, b *PaymentOrder) bool { return sameTime(a.UnknownTo, b.UnknownTo) },
+		func(o *PaymentOrder) any { return o.UnknownTo }},
+	{FieldSweeps, "sweeps", func(a, b *PaymentOrder) bool { return a.Sweeps == b.Sweeps },
+		func(o *PaymentOrder) any { return o.Sweeps }},
+	{FieldSweptAt, "swept_at", func(a, b *PaymentOrder) bool { return sameTime(a.SweptAt, b.SweptAt) },
+		func(o *PaymentOrder) any { return o.SweptAt }},
 	{FieldUpdatedAt, "updated_at", func(a, b *PaymentOrder) bool { return a.UpdatedAt.Equal(b.UpdatedAt) },
 		func(o *PaymentOrder) any { return o.UpdatedAt }},
 }
@@ -156,7 +168,8 @@ func newTransition(o, next *PaymentOrder, line *StatusChange, at time.Time) Tran
 // kept only while the order requires action, and action_since is stamped
 // on entering requires_action; the failure code is this settlement's (none
 // unless it gives one); the dispatcher's claim is cleared, since a settled
-// order is nobody's to charge. The history gains the new status with s's
+// order is nobody's to charge, and so is an unknown outcome (a settlement
+// is what it was waiting for). The history gains the new status with s's
 // failure code and note; the effect is EffectOf's.
 func ApplySettlement(o *PaymentOrder, s Settlement, now time.Time) (Transition, error) {
 	if err := checkSettle(o, s); err != nil {
@@ -185,6 +198,7 @@ func ApplySettlement(o *PaymentOrder, s Settlement, now time.Time) (Transition, 
 	}
 	next.FailureCode = s.FailureCode
 	next.ClaimedBy, next.LeaseUntil = "", nil
+	clearUnknown(&next)
 	next.UpdatedAt = at
 	line := &StatusChange{Status: s.Status, At: at, FailureCode: s.FailureCode, Note: s.Note}
 	return newTransition(o, &next, line, at), nil

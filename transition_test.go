@@ -57,6 +57,7 @@ func fixedPart(d *PaymentOrder) PaymentOrder {
 	c.PaymentIntentID, c.ClientSecret, c.NextAction, c.FailureCode = "", "", nil, ""
 	c.ActionSince, c.ClaimedBy, c.LeaseUntil = nil, "", nil
 	c.Refunded, c.Disputed, c.UpdatedAt = 0, 0, time.Time{}
+	c.UnknownFrom, c.UnknownTo, c.Sweeps, c.SweptAt = nil, nil, 0, nil
 	return c
 }
 
@@ -631,6 +632,10 @@ func TestChangedFields(t *testing.T) {
 		FieldLeaseUntil:      func(d *PaymentOrder) { d.LeaseUntil = timeAt(t1) },
 		FieldRefunded:        func(d *PaymentOrder) { d.Refunded = 1 },
 		FieldDisputed:        func(d *PaymentOrder) { d.Disputed = 1 },
+		FieldUnknownFrom:     func(d *PaymentOrder) { d.UnknownFrom = timeAt(t0) },
+		FieldUnknownTo:       func(d *PaymentOrder) { d.UnknownTo = timeAt(t1) },
+		FieldSweeps:          func(d *PaymentOrder) { d.Sweeps = 1 },
+		FieldSweptAt:         func(d *PaymentOrder) { d.SweptAt = timeAt(t1) },
 		FieldUpdatedAt:       func(d *PaymentOrder) { d.UpdatedAt = t1 },
 	}
 	if len(edit) != len(orderFields) {
@@ -677,6 +682,7 @@ func TestFieldValues(t *testing.T) {
 		FieldFormat: int(CurrentFormat), FieldPaymentIntentID: "pi_1", FieldClientSecret: "pi_1_secret",
 		FieldNextAction: `{"type":"use_stripe_sdk"}`, FieldFailureCode: "expired_card", FieldActionSince: o.ActionSince,
 		FieldClaimedBy: "", FieldLeaseUntil: (*time.Time)(nil), FieldRefunded: int64(7), FieldDisputed: int64(0),
+		FieldUnknownFrom: (*time.Time)(nil), FieldUnknownTo: (*time.Time)(nil), FieldSweeps: 0, FieldSweptAt: (*time.Time)(nil),
 		FieldUpdatedAt: t0,
 	}
 	for _, f := range orderFields {

@@ -40,6 +40,9 @@ type Options struct {
 	// Logger receives stripe-go's own messages at debug level; default
 	// none.
 	Logger *slog.Logger
+	// Clock is this process's clock, against which Clock bounds the
+	// provider's; default floodgate.SystemClock.
+	Clock floodgate.Clock
 }
 
 // Client is floodgate.Provider over stripe-go: one HTTP attempt per call,
@@ -47,6 +50,7 @@ type Options struct {
 type Client struct {
 	api *stripe.Client
 	log *slog.Logger
+	tr  *transport
 }
 
 var _ floodgate.Provider = (*Client)(nil)
@@ -83,7 +87,12 @@ func New(o Options) (*Client, error) {
 	if base == nil {
 		base = http.DefaultTransport
 	}
-	hc.Transport = &transport{base: base}
+	clock := o.Clock
+	if clock == nil {
+		clock = floodgate.SystemClock{}
+	}
+	tr := &transport{base: base, now: clock.Now}
+	hc.Transport = tr
 	cfg := &stripe.BackendConfig{
 		HTTPClient:        &hc,
 		MaxNetworkRetries: stripe.Int64(0),
@@ -94,8 +103,11 @@ func New(o Options) (*Client, error) {
 		cfg.URL = stripe.String(o.APIBase)
 	}
 	api := stripe.NewClient(key, stripe.WithBackends(stripe.NewBackendsWithConfig(cfg)))
-	return &Client{api: api, log: log}, nil
+	return &Client{api: api, log: log, tr: tr}, nil
 }
+
+// Clock bounds Stripe's clock from the Date of the answers seen so far.
+func (c *Client) Clock() floodgate.ProviderClock { return c.tr.providerClock() }
 
 // Charge creates and confirms a card-only PaymentIntent (no redirect
 // methods, so no return_url) with r's metadata, or, when

@@ -4,6 +4,9 @@ import (
 	"context"
 	"net/http"
 	"sync"
+	"time"
+
+	"github.com/floodgate/floodgate"
 )
 
 // transport is the HTTP layer under stripe-go. It does two things:
@@ -18,15 +21,30 @@ import (
 // It records the status and headers of the answer, so that a failure
 // stripe-go cannot decode (a proxy's HTML 502, a body cut short) still
 // tells what came back.
+//
+// It reads the provider's clock off every answer's Date header (see
+// floodgate.ProviderClock), so that a lookup's window is bounded in the
+// provider's clock, where PaymentIntents are stamped.
 type transport struct {
 	base http.RoundTripper
+	now  func() time.Time
+
+	mu    sync.Mutex
+	clock floodgate.ProviderClock
 }
 
 func (t *transport) RoundTrip(r *http.Request) (*http.Response, error) {
 	r2 := r.Clone(r.Context())
 	r2.GetBody = nil
+	sent := t.now()
 	resp, err := t.base.RoundTrip(r2)
 	if resp != nil {
+		if date, derr := http.ParseTime(resp.Header.Get("Date")); derr == nil {
+			received := t.now()
+			t.mu.Lock()
+			t.clock = t.clock.Observe(sent, received, date)
+			t.mu.Unlock()
+		}
 		if x, ok := r.Context().Value(exchangeKey{}).(*exchange); ok {
 			x.set(resp.StatusCode, resp.Header)
 		}
@@ -60,4 +78,11 @@ func (x *exchange) get() (int, http.Header) {
 func record(ctx context.Context) (context.Context, *exchange) {
 	x := &exchange{}
 	return context.WithValue(ctx, exchangeKey{}, x), x
+}
+
+// providerClock is what the answers so far showed of the provider's clock.
+func (t *transport) providerClock() floodgate.ProviderClock {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.clock
 }

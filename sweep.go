@@ -1,0 +1,143 @@
+package floodgate
+
+import (
+	"fmt"
+	"time"
+)
+
+// Window bounds when a PaymentIntent can have been created, inclusive, in
+// whole seconds of the provider's clock (Stripe's created is a Unix time
+// in seconds).
+type Window struct {
+	From, To time.Time
+}
+
+// Covers reports whether w lies within c.
+func (w Window) Covers(c Window) bool { return !c.From.Before(w.From) && !c.To.After(w.To) }
+
+// String is w as the history prints it.
+func (w Window) String() string {
+	return fmt.Sprintf("[%s, %s]", w.From.UTC().Format(time.RFC3339), w.To.UTC().Format(time.RFC3339))
+}
+
+// SweptOrder names an order a sweep covered and found no PaymentIntent
+// for, as the sweep saw it: at key generation Attempt with Sweeps complete
+// sweeps recorded before. A record applies only to the order as it was
+// seen (see ApplySweep).
+type SweptOrder struct {
+	ID      string
+	Attempt int
+	Sweeps  int
+}
+
+// AbsenceSweeps is how many complete sweeps must find no PaymentIntent for
+// an unknown order before it may take a new key (see ApplySweptNewKey).
+const AbsenceSweeps = 2
+
+// clearUnknown forgets that next's outcome was unknown: it is settled, or
+// moves to a new key.
+func clearUnknown(next *PaymentOrder) {
+	next.UnknownFrom, next.UnknownTo, next.Sweeps, next.SweptAt = nil, nil, 0, nil
+}
+
+// ApplyUnknown decides handing o, held by the claim that issued token, to
+// the sweeps at at (now being the store's clock): the outcome of its
+// current key is unknown, and any PaymentIntent the key made was created
+// within w. o must be processing and held by the claim (ESTATE otherwise).
+// The claim ends, and o leaves the workers' line (no claim takes an order
+// whose outcome is unknown) until a sweep or a webhook settles it or gives
+// it a new key; its sweeps start from none. The history gains a line
+// naming the window; the status and the effect do not change. A window
+// that ends before it begins is EINVALID.
+func ApplyUnknown(o *PaymentOrder, token int64, w Window, at, now time.Time) (Transition, error) {
+	if w.To.Before(w.From) {
+		return Transition{}, Errorf(EINVALID, "The window %s ends before it begins.", w)
+	}
+	if o.Status != StatusProcessing {
+		return Transition{}, Errorf(ESTATE, "%s is %s, not processing.", o.Kind.noun(), o.Status)
+	}
+	if !o.Held(token, now) {
+		return Transition{}, staleClaim(o, token)
+	}
+	next := *o
+	from, to := w.From, w.To
+	next.UnknownFrom, next.UnknownTo, next.Sweeps, next.SweptAt = &from, &to, 0, nil
+	next.ClaimedBy, next.LeaseUntil = "", nil
+	next.UpdatedAt = at
+	line := &StatusChange{Status: o.Status, At: at,
+		Note: fmt.Sprintf("outcome of key generation %d unknown: swept for PaymentIntents created in %s", o.Attempt, w)}
+	return newTransition(o, &next, line, at), nil
+}
+
+// ApplySweep decides recording that a complete sweep, started at started
+// (the provider's clock), covered o's window and found no PaymentIntent
+// for it, the sweep having seen o as seen. o must still be processing with
+// an unknown outcome, at the generation and with the count of sweeps the
+// sweep saw (ESTATE otherwise: it was settled, moved on, or another sweep
+// was recorded first), and the sweep must have started after the last one
+// recorded (ESTATE otherwise). Sweeps grows by one and SweptAt becomes
+// started; the history gains no line.
+func ApplySweep(o *PaymentOrder, seen SweptOrder, started, at time.Time) (Transition, error) {
+	if err := checkUnknown(o, seen.Attempt); err != nil {
+		return Transition{}, err
+	}
+	if o.Sweeps != seen.Sweeps {
+		return Transition{}, Errorf(ESTATE, "%s has %d sweeps recorded, not %d.", o.Kind.noun(), o.Sweeps, seen.Sweeps)
+	}
+	if o.SweptAt != nil && !started.After(*o.SweptAt) {
+		return Transition{}, Errorf(ESTATE, "A sweep that started at %s is recorded already.", o.SweptAt.UTC().Format(time.RFC3339))
+	}
+	next := *o
+	next.Sweeps++
+	next.SweptAt = &started
+	next.UpdatedAt = at
+	return newTransition(o, &next, nil, at), nil
+}
+
+// ApplySweptNewKey decides moving o, whose outcome at key generation from
+// was unknown, to the next generation at at: paymentIntentID "" when
+// AbsenceSweeps complete sweeps found no PaymentIntent for it, or the id
+// of the PaymentIntent a sweep found still awaiting a confirmation (to be
+// confirmed under the new key). o must be processing with an unknown
+// outcome at generation from (ESTATE otherwise), and, for a new key
+// because nothing was found, have its sweeps recorded (ESTATE otherwise).
+// The unknown outcome is forgotten and o goes back to the line at its old
+// place, claimable at once, with a key not yet sent (KeySince is stamped by
+// the claim that sends it). The history gains a line; the status and the
+// effect do not change.
+func ApplySweptNewKey(o *PaymentOrder, from int, paymentIntentID string, at time.Time) (Transition, error) {
+	if err := checkUnknown(o, from); err != nil {
+		return Transition{}, err
+	}
+	if paymentIntentID == "" && o.Sweeps < AbsenceSweeps {
+		return Transition{}, Errorf(ESTATE, "%s has %d of the %d sweeps that prove no payment exists.", o.Kind.noun(), o.Sweeps, AbsenceSweeps)
+	}
+	next := *o
+	next.Attempt++
+	next.KeySince = nil
+	next.Format = CurrentFormat
+	if paymentIntentID != "" {
+		next.PaymentIntentID = paymentIntentID
+	}
+	clearUnknown(&next)
+	next.ClaimedBy, next.LeaseUntil = "", &at
+	next.UpdatedAt = at
+	note := newKeyNote(from, paymentIntentID)
+	if paymentIntentID == "" {
+		note += fmt.Sprintf(" (%d sweeps of %s found none)", o.Sweeps, Window{*o.UnknownFrom, *o.UnknownTo})
+	}
+	line := &StatusChange{Status: o.Status, At: at, Note: note}
+	return newTransition(o, &next, line, at), nil
+}
+
+// checkUnknown returns ESTATE unless o is processing at generation attempt
+// with an unknown outcome.
+func checkUnknown(o *PaymentOrder, attempt int) error {
+	if o.Status != StatusProcessing || o.Attempt != attempt {
+		return Errorf(ESTATE, "%s is %s at key generation %d, not processing at %d.", o.Kind.noun(), o.Status, o.Attempt, attempt)
+	}
+	if o.UnknownFrom == nil || o.UnknownTo == nil {
+		return Errorf(ESTATE, "%s has no unknown outcome.", o.Kind.noun())
+	}
+	return nil
+}
