@@ -136,6 +136,10 @@ type Provider interface {
 	// method: the same for every tokenisation of one card. One provider
 	// request, made only while card testing is suspected.
 	CardFingerprint(ctx context.Context, paymentMethodID string) (string, error)
+	// RefundPayment refunds a succeeded PaymentIntent in full under
+	// idempotencyKey (a second payment for one order: floodgate never
+	// refunds otherwise) and returns the refund's id.
+	RefundPayment(ctx context.Context, paymentIntentID, idempotencyKey string) (string, error)
 	// Clock bounds the provider's clock against this process's, from the
 	// answers seen so far.
 	Clock() ProviderClock

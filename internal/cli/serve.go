@@ -278,24 +278,26 @@ func (m *Main) dispatchServices(store floodgate.Store, provider floodgate.Provid
 	policy := dispatch.PolicyFor(cfg.KeyRetention)
 	m.Control = dispatch.NewControl(store, dispatch.ControlOptions{Clock: clock, Logger: log})
 	link := dispatch.NewLink(store, provider, m.Control, dispatch.LinkOptions{Rate: cfg.ProviderRate, GlobalRate: cfg.ProviderGlobalRate,
-		SharedBudgets: !single, CallTimeout: cfg.ProviderTimeout, Clock: clock, Logger: log, Metrics: met})
+		LookupShare: cfg.LookupShare, SharedBudgets: !single, CallTimeout: cfg.ProviderTimeout, Clock: clock, Logger: log, Metrics: met})
 	settler := dispatch.NewSettler(store, dispatch.SettlerOptions{Policy: policy, Clock: clock, Logger: log, Metrics: met,
 		Settled: func(*floodgate.PaymentOrder) { m.hub.Notify() },
 		// The card-testing defence learns every charge's outcome by
 		// client address.
 		Outcome: m.Guard.Learn,
 	})
-	reconciler := dispatch.NewReconciler(link, dispatch.ReconcilerOptions{Policy: policy, Clock: clock, Logger: log, Metrics: met})
+	reconciler := dispatch.NewReconciler(store, link, dispatch.ReconcilerOptions{Policy: policy, Clock: clock, Logger: log, Metrics: met})
+	owner := floodgate.NewID("dispatcher_")
+	sweeper := dispatch.NewSweeper(store, link, settler, dispatch.SweeperOptions{Owner: owner, Policy: policy, Clock: clock, Logger: log, Metrics: met})
 	cards := dispatch.NewCardGuard(store, link, settler, dispatch.CardGuardOptions{Block: cfg.CardBlock, Arm: cfg.CardTestingArm,
 		// Gifts from suspect addresses are screened before they are sent.
 		Screen: func(o *floodgate.PaymentOrder) bool { return m.Guard.Screen(o.ClientAddr) },
 		Clock:  clock, Logger: log, Metrics: met})
-	m.webhooks = dispatch.NewWebhooks(store, settler, dispatch.WebhooksOptions{Clock: clock, Logger: log})
+	m.webhooks = dispatch.NewWebhooks(store, settler, dispatch.WebhooksOptions{Link: link, Policy: policy, Clock: clock, Logger: log, Metrics: met})
 	expirer := dispatch.NewExpirer(store, link, settler, dispatch.ExpirerOptions{ActionTimeout: cfg.ActionTimeout, Clock: clock, Logger: log})
 	m.Dispatcher = dispatch.New(store, dispatch.Parts{Link: link, Settler: settler, Reconciler: reconciler, Screen: cards},
-		dispatch.Options{Workers: cfg.DispatchWorkers, Queue: cfg.DispatchQueue, Claim: cfg.DispatchClaim, Lease: cfg.Lease,
+		dispatch.Options{Owner: owner, Workers: cfg.DispatchWorkers, Queue: cfg.DispatchQueue, Claim: cfg.DispatchClaim, Lease: cfg.Lease,
 			ReleaseAllOnStart: single, Policy: policy, Clock: clock, Logger: log, Metrics: met})
-	return []startstop.Service{m.Control, link, reconciler, cards, m.webhooks, expirer, m.Dispatcher}
+	return []startstop.Service{m.Control, link, reconciler, sweeper, cards, m.webhooks, expirer, m.Dispatcher}
 }
 
 // serveMetrics serves /metrics on FLOODGATE_METRICS_ADDR, apart from the
@@ -511,7 +513,7 @@ func (m *Main) openProvider(ctx context.Context) (floodgate.Provider, error) {
 	} else if cfg.Payments == "sandbox" && key == "" {
 		key = "sk_test_floodgate_sandbox"
 	}
-	return fgstripe.New(fgstripe.Options{SecretKey: key, APIBase: base, Timeout: cfg.ProviderTimeout,
+	return fgstripe.New(fgstripe.Options{SecretKey: key, APIBase: base, Timeout: cfg.ProviderTimeout, Clock: m.Clock,
 		Logger: m.Logger.With("component", "stripe")})
 }
 

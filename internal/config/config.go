@@ -43,6 +43,9 @@ type Config struct {
 	// ProviderGlobalRate is all provider requests per second, all nodes
 	// together. When no layer sets it, Load derives it from the key.
 	ProviderGlobalRate float64
+	// LookupShare is the share of ProviderGlobalRate that the sweeps
+	// establishing unknown outcomes may take.
+	LookupShare float64
 	// ActionTimeout is how long a gift may wait in requires_action before
 	// it is canceled.
 	ActionTimeout time.Duration

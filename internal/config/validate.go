@@ -116,6 +116,14 @@ var rules = []func(c *Config) error{
 		}
 		return nil
 	},
+	// A sweep reads its pages one by one: a share under a request a second
+	// would leave unknown outcomes waiting for minutes.
+	func(c *Config) error {
+		if c.LookupShare*c.ProviderGlobalRate < 1 {
+			return c.fail("FLOODGATE_LOOKUP_SHARE", "leaves lookups under 1 request a second of %s; raise the share", c.ref("FLOODGATE_PROVIDER_GLOBAL_RATE"))
+		}
+		return nil
+	},
 	// The in-process sandbox enforces its own limit the way Stripe does;
 	// sending above it would only produce 429s.
 	func(c *Config) error {
@@ -212,6 +220,14 @@ func positive(v any) string {
 		if v <= 0 {
 			return "must be longer than 0s"
 		}
+	}
+	return ""
+}
+
+// share refuses a share outside (0, 1].
+func share(v any) string {
+	if f, ok := v.(float64); ok && (!(f > 0) || f > 1) {
+		return "must be greater than 0 and at most 1"
 	}
 	return ""
 }

@@ -19,6 +19,9 @@ type LinkOptions struct {
 	Rate float64
 	// GlobalRate bounds all provider requests per second.
 	GlobalRate float64
+	// LookupShare bounds the share of GlobalRate that sweeps may take
+	// (default DefaultLookupShare), so that lookups never starve charging.
+	LookupShare float64
 	// SharedBudgets paces against budgets in the store that every node
 	// draws on (several nodes on one database); otherwise each node paces
 	// alone.
@@ -47,6 +50,7 @@ type Link struct {
 	log      *slog.Logger
 	create   gate // PaymentIntent create and confirm
 	global   gate // every provider request
+	sweep    gate // the sweeps' share of the global budget
 
 	rate  atomic.Uint64 // float64 bits: the PaymentIntent rate allowed now
 	sends atomic.Int64  // PaymentIntent requests answered
@@ -62,7 +66,14 @@ func NewLink(store floodgate.Budgets, provider floodgate.Provider, control *Cont
 	}
 	l := &Link{provider: provider, control: control, opts: opts, log: logger(opts.Logger)}
 	now := opts.Clock.Now()
+	if opts.LookupShare <= 0 || opts.LookupShare > 1 {
+		opts.LookupShare = DefaultLookupShare
+	}
+	l.opts.LookupShare = opts.LookupShare
 	l.create, l.global = newPacer(opts.Rate, now, opts.Clock), newPacer(opts.GlobalRate, now, opts.Clock)
+	// One sweeper works for the cluster at a time, so its share is paced
+	// where it runs; its pages still draw on the shared global budget.
+	l.sweep = newPacer(max(opts.LookupShare*opts.GlobalRate, 1), now, opts.Clock)
 	if opts.SharedBudgets {
 		l.create = newSharedGate(store, floodgate.BudgetPaymentIntents, opts.Rate, opts.Clock, l.log)
 		l.global = newSharedGate(store, floodgate.BudgetProvider, opts.GlobalRate, opts.Clock, l.log)
@@ -154,11 +165,37 @@ func (l *Link) findPayments(ctx context.Context, q floodgate.PaymentQuery) (floo
 	return page, err
 }
 
+// sweepPage lists one page of a sweep: within the sweeps' share of the
+// global budget, then the global budget itself.
+func (l *Link) sweepPage(ctx context.Context, q floodgate.PaymentQuery) (floodgate.PaymentPage, error) {
+	if err := l.sweep.Wait(ctx); err != nil {
+		return floodgate.PaymentPage{}, err
+	}
+	if m := l.opts.Metrics; m != nil {
+		m.Lookups.WithLabelValues("list_page").Inc()
+	}
+	return l.findPayments(ctx, q)
+}
+
+// providerClock bounds the provider's clock, from its answers so far.
+func (l *Link) providerClock() floodgate.ProviderClock { return l.provider.Clock() }
+
 // cancel cancels a PaymentIntent under key.
 func (l *Link) cancel(ctx context.Context, id, key string) (*floodgate.Payment, error) {
 	return l.call(ctx, "cancel", false, time.Time{}, func(ctx context.Context) (*floodgate.Payment, error) {
 		return l.provider.CancelPayment(ctx, id, key)
 	})
+}
+
+// refund refunds a second payment for one order in full.
+func (l *Link) refund(ctx context.Context, paymentIntentID string) (string, error) {
+	var id string
+	_, err := l.call(ctx, "refund", false, time.Time{}, func(ctx context.Context) (*floodgate.Payment, error) {
+		var err error
+		id, err = l.provider.RefundPayment(ctx, paymentIntentID, "floodgate-refund-"+paymentIntentID)
+		return nil, err
+	})
+	return id, err
 }
 
 // fingerprint looks up the card behind a payment method.

@@ -32,6 +32,7 @@ type rig struct {
 type knobs struct {
 	Rate, GlobalRate                          float64
 	CallTimeout, ActionTimeout, CancelBackoff time.Duration
+	SweepEvery                                time.Duration
 	Dispatch                                  Options
 	Screen                                    func(*floodgate.PaymentOrder) bool
 	Outcome                                   func(*floodgate.PaymentOrder)
@@ -44,6 +45,7 @@ type services struct {
 	link     *Link
 	settler  *Settler
 	rec      *Reconciler
+	sweeper  *Sweeper
 	cards    *CardGuard
 	webhooks *Webhooks
 	expirer  *Expirer
@@ -56,12 +58,13 @@ func startServices(t *testing.T, store floodgate.Store, prov floodgate.Provider,
 	s := &services{control: NewControl(store, ControlOptions{Clock: o.Clock})}
 	s.link = NewLink(store, prov, s.control, LinkOptions{Rate: k.Rate, GlobalRate: k.GlobalRate, CallTimeout: k.CallTimeout, Clock: o.Clock})
 	s.settler = NewSettler(store, SettlerOptions{Policy: o.Policy, Clock: o.Clock, Outcome: k.Outcome})
-	s.rec = NewReconciler(s.link, ReconcilerOptions{Policy: o.Policy, Clock: o.Clock})
+	s.rec = NewReconciler(store, s.link, ReconcilerOptions{Policy: o.Policy, Clock: o.Clock})
+	s.sweeper = NewSweeper(store, s.link, s.settler, SweeperOptions{Owner: o.Owner, Every: k.SweepEvery, Policy: o.Policy, Clock: o.Clock})
 	s.cards = NewCardGuard(store, s.link, s.settler, CardGuardOptions{Screen: k.Screen, Clock: o.Clock})
-	s.webhooks = NewWebhooks(store, s.settler, WebhooksOptions{Clock: o.Clock})
+	s.webhooks = NewWebhooks(store, s.settler, WebhooksOptions{Link: s.link, Policy: o.Policy, Clock: o.Clock})
 	s.expirer = NewExpirer(store, s.link, s.settler, ExpirerOptions{ActionTimeout: k.ActionTimeout, CancelBackoff: k.CancelBackoff, Clock: o.Clock})
 	s.disp = New(store, Parts{Link: s.link, Settler: s.settler, Reconciler: s.rec, Screen: s.cards}, o)
-	g := startstop.NewGroup(s.control, s.link, s.rec, s.cards, s.webhooks, s.expirer, s.disp)
+	g := startstop.NewGroup(s.control, s.link, s.rec, s.sweeper, s.cards, s.webhooks, s.expirer, s.disp)
 	if err := g.Start(context.Background()); err != nil {
 		t.Fatal(err)
 	}
@@ -78,9 +81,6 @@ func newRig(t *testing.T, sbOpts sandbox.Options, change func(*knobs)) *rig {
 // as it is), for stores that fail on purpose.
 func newRigWith(t *testing.T, sbOpts sandbox.Options, wrap func(floodgate.Store) floodgate.Store, change func(*knobs)) *rig {
 	t.Helper()
-	old := confirmGap
-	confirmGap = 50 * time.Millisecond
-	t.Cleanup(func() { confirmGap = old })
 	ctx := context.Background()
 	store := openStore(t)
 	if sbOpts.Seed == 0 {
@@ -96,7 +96,7 @@ func newRigWith(t *testing.T, sbOpts sandbox.Options, wrap func(floodgate.Store)
 	if err != nil {
 		t.Fatal(err)
 	}
-	k := knobs{Rate: 100, GlobalRate: 200, CallTimeout: 5 * time.Second, ActionTimeout: time.Hour,
+	k := knobs{Rate: 100, GlobalRate: 200, CallTimeout: 5 * time.Second, ActionTimeout: time.Hour, SweepEvery: 100 * time.Millisecond,
 		Dispatch: Options{Workers: 8, Queue: 32, Claim: 16, Lease: time.Minute, ReleaseAllOnStart: true, Poll: 10 * time.Millisecond,
 			Policy: DefaultPolicy, DeferWait: 100 * time.Millisecond}}
 	k.Dispatch.Policy.Base, k.Dispatch.Policy.Cap = 10*time.Millisecond, 200*time.Millisecond

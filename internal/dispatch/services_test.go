@@ -69,7 +69,7 @@ func TestServicesOutsideTheirRun(t *testing.T) {
 	control := NewControl(store, ControlOptions{})
 	link := NewLink(store, nil, control, LinkOptions{Rate: 1, GlobalRate: 1}) // no provider: a call would panic
 	w := NewWebhooks(store, NewSettler(store, SettlerOptions{}), WebhooksOptions{})
-	rec := NewReconciler(link, ReconcilerOptions{})
+	rec := NewReconciler(store, link, ReconcilerOptions{})
 	ev := &floodgate.ProviderEvent{ID: "evt_1", Type: "payment_intent.succeeded", PaymentIntentID: "pi_unknown"}
 
 	refused := func(when string) {

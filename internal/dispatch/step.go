@@ -65,6 +65,9 @@ type step struct {
 	// class (Decision.Class).
 	cause error
 	class string
+	// handedOver marks a stepDone after which the order is no longer the
+	// worker's (the sweeps have it, or it was settled meanwhile).
+	handedOver bool
 }
 
 func (s step) String() string {

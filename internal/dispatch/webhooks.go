@@ -6,13 +6,20 @@ import (
 	"time"
 
 	"github.com/floodgate/floodgate"
+	"github.com/floodgate/floodgate/internal/metrics"
 	"github.com/floodgate/floodgate/internal/startstop"
 )
 
 // WebhooksOptions configure a Webhooks.
 type WebhooksOptions struct {
+	// Link, when set, refunds a second succeeded payment for one order;
+	// without it such a payment is only reported as an incident.
+	Link   *Link
+	Policy Policy
 	Clock  floodgate.Clock
 	Logger *slog.Logger
+	// Metrics may be nil.
+	Metrics *metrics.Metrics
 }
 
 // EventStore is what Webhooks uses: the order an event is about and the
@@ -27,6 +34,7 @@ type Webhooks struct {
 	startstop.Base
 	store   EventStore
 	settler *Settler
+	opts    WebhooksOptions
 	clock   floodgate.Clock
 	log     *slog.Logger
 }
@@ -43,7 +51,10 @@ func NewWebhooks(store EventStore, settler *Settler, opts WebhooksOptions) *Webh
 	if opts.Clock == nil {
 		opts.Clock = floodgate.SystemClock{}
 	}
-	return &Webhooks{store: store, settler: settler, clock: opts.Clock, log: logger(opts.Logger)}
+	if opts.Policy == (Policy{}) {
+		opts.Policy = DefaultPolicy
+	}
+	return &Webhooks{store: store, settler: settler, opts: opts, clock: opts.Clock, log: logger(opts.Logger)}
 }
 
 // Start lets events be applied.
@@ -127,6 +138,17 @@ func (w *Webhooks) applyPayment(ctx context.Context, don *floodgate.PaymentOrder
 	if ev.Type != "payment_intent.succeeded" && (don.KeySince == nil || ev.Created.Before(don.KeySince.Add(-time.Second))) {
 		w.log.Info("dispatch: stale event ignored", "type", ev.Type, "event", ev.ID, "order", don.ID)
 		return false, nil
+	}
+	if ev.Type == "payment_intent.succeeded" && don.Status == floodgate.StatusSucceeded &&
+		don.PaymentIntentID != "" && ev.Payment.ID != don.PaymentIntentID {
+		// Money moved twice for one order: a PaymentIntent the provider
+		// made for a key generation the order had moved on from.
+		if w.opts.Link == nil {
+			incident(w.log, w.opts.Metrics, "second_success", "a second succeeded payment for one order", "order", don.ID,
+				"payment_intent", ev.Payment.ID, "settled_with", don.PaymentIntentID)
+			return false, nil
+		}
+		return false, refundSecond(ctx, w.opts.Link, w.opts.Policy, w.clock, w.log, w.opts.Metrics, don, ev.Payment)
 	}
 	s, ok := settlementFor(don, ev.Payment, w.clock.Now())
 	if !ok {

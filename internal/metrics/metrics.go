@@ -36,6 +36,13 @@ type Metrics struct {
 	AllowedRate     prometheus.Gauge
 	Dispatching     prometheus.Gauge
 
+	Unknown       prometheus.Gauge
+	UnknownAge    prometheus.Gauge
+	Lookups       *prometheus.CounterVec // kind: list_page, retrieve
+	Sweeps        *prometheus.CounterVec // outcome: complete, incomplete
+	SweepResolved *prometheus.CounterVec // outcome: found, absent
+	Incidents     *prometheus.CounterVec // kind
+
 	SSESubscribers prometheus.Gauge
 	SSEDropped     prometheus.Counter
 
@@ -82,6 +89,17 @@ func New() *Metrics {
 		AllowedRate: f.gauge("floodgate_provider_rate_allowed", "PaymentIntent requests per second the dispatcher allows itself now (lowered after a 429)."),
 		Dispatching: f.gauge("floodgate_dispatch_in_flight", "Donations claimed by this node's dispatcher and not yet settled."),
 
+		Unknown: f.gauge("floodgate_unknown_outcomes", "Payment orders whose outcome is unknown, waiting for a sweep or a webhook (as the cluster's sweeper last saw them)."),
+		UnknownAge: f.gauge("floodgate_unknown_outcome_age_seconds",
+			"Age of the oldest unknown outcome, from the start of its window on the provider's clock (0 when there is none)."),
+		Lookups: f.counterVec("floodgate_lookup_requests_total",
+			"Provider requests spent establishing unknown outcomes, by kind (list_page: one page of a sweep; retrieve: one PaymentIntent by id).", "kind"),
+		Sweeps: f.counterVec("floodgate_sweeps_total", "Sweeps over the provider's PaymentIntents, by outcome (complete: every page read; incomplete: a page failed, nothing proven absent).", "outcome"),
+		SweepResolved: f.counterVec("floodgate_sweep_resolved_total",
+			"Unknown outcomes resolved by sweeps, by outcome (found: a PaymentIntent was found; absent: two complete sweeps found none, a new key follows).", "outcome"),
+		Incidents: f.counterVec("floodgate_incidents_total",
+			"Payments that contradict floodgate's records, by kind (foreign_payment: a PaymentIntent names an order it does not belong to; second_payment: two PaymentIntents for one order; second_success: two succeeded; stray_status: a status floodgate never asks for). Each is logged as an incident.", "kind"),
+
 		SSESubscribers: f.gauge("floodgate_sse_subscribers", "Open live-totals streams."),
 		SSEDropped:     f.counter("floodgate_sse_dropped_total", "Live-totals streams closed because the client was too slow."),
 
@@ -111,6 +129,12 @@ func New() *Metrics {
 	}
 	for _, reason := range []string{"ingest_queue_full", "sse_subscribers"} {
 		m.Shed.WithLabelValues(reason)
+	}
+	for _, kind := range []string{"list_page", "retrieve"} {
+		m.Lookups.WithLabelValues(kind)
+	}
+	for _, kind := range []string{"foreign_payment", "second_payment", "second_success", "stray_status"} {
+		m.Incidents.WithLabelValues(kind)
 	}
 	for _, reason := range []string{"max_conns", "per_client"} {
 		m.ConnsRefused.WithLabelValues(reason)

@@ -239,6 +239,24 @@ func (c *Client) CancelPayment(ctx context.Context, id, idempotencyKey string) (
 	return c.payment(ctx, x, pi, err)
 }
 
+// RefundPayment refunds a PaymentIntent in full under idempotencyKey,
+// with reason duplicate.
+func (c *Client) RefundPayment(ctx context.Context, paymentIntentID, idempotencyKey string) (string, error) {
+	if len(idempotencyKey) > maxIdempotencyKey {
+		return "", &floodgate.ProviderError{Kind: floodgate.ProviderInvalid, Message: fmt.Sprintf("idempotency key longer than %d characters", maxIdempotencyKey)}
+	}
+	ctx, x := record(ctx)
+	p := &stripe.RefundCreateParams{PaymentIntent: stripe.String(paymentIntentID), Reason: stripe.String(string(stripe.RefundReasonDuplicate))}
+	if idempotencyKey != "" {
+		p.IdempotencyKey = stripe.String(idempotencyKey)
+	}
+	r, err := c.api.V1Refunds.Create(ctx, p)
+	if err != nil {
+		return "", c.fail(ctx, x, err)
+	}
+	return r.ID, nil
+}
+
 // payment turns a stripe-go result into floodgate's.
 func (c *Client) payment(ctx context.Context, x *exchange, pi *stripe.PaymentIntent, err error) (*floodgate.Payment, error) {
 	if err != nil {
