@@ -71,7 +71,9 @@ func (d *Dispatcher) next(ctx context.Context, c *charge, s step) step {
 		// while the claim holds the order.
 		st := s.settle
 		st.Token = c.don.Token
-		d.settler.settle(ctx, st)
+		if got := d.settler.settle(ctx, st); secondPayment(st, got) {
+			_ = refundSecond(ctx, d.link, d.opts.Policy, d.opts.Clock, d.log, d.opts.Metrics, got, st.PaymentIntentID)
+		}
 	case stepDefer:
 		d.deferDonation(ctx, c.don, s.wait)
 	case stepStray:

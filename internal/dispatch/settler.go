@@ -53,7 +53,11 @@ func NewSettler(store floodgate.Line, opts SettlerOptions) *Settler {
 // settle records a settlement. The payment outcome is known and must not
 // be lost; if this process dies first, the lease lapses and the same key
 // returns the same outcome.
-func (s *Settler) settle(ctx context.Context, st floodgate.Settlement) {
+//
+// It returns the order as the store left it when the settlement was
+// refused because the order had moved on (ESTATE), so that a caller can
+// tell a second payment for one order (see secondPayment); nil otherwise.
+func (s *Settler) settle(ctx context.Context, st floodgate.Settlement) (refusedAt *floodgate.PaymentOrder) {
 	var don *floodgate.PaymentOrder
 	err := s.persist(ctx, "recording a settlement", st.OrderID, func() (err error) {
 		don, err = s.store.Settle(ctx, st)
@@ -67,7 +71,9 @@ func (s *Settler) settle(ctx context.Context, st floodgate.Settlement) {
 		// dispatcher's (its lease ran out and another took the order
 		// over: the store kept the late result as history): nothing to do.
 		s.log.Debug("dispatch: settlement not applied", "order", st.OrderID, "status", st.Status, "err", err)
+		return don
 	}
+	return nil
 }
 
 // recorded counts a change the store took (what: the status or the

@@ -317,13 +317,15 @@ func (s *Sweeper) resolve(ctx context.Context, o *floodgate.PaymentOrder, ps []*
 	s.resolved("found")
 	for _, p := range ps {
 		if p != best && p.Status == floodgate.PaymentSucceeded {
-			_ = refundSecond(ctx, s.link, s.opts.Policy, s.opts.Clock, s.log, s.opts.Metrics, o, p)
+			_ = refundSecond(ctx, s.link, s.opts.Policy, s.opts.Clock, s.log, s.opts.Metrics, o, p.ID)
 		}
 	}
 	now := s.opts.Clock.Now()
 	if st, ok := settlementFor(o, best, now); ok {
 		st.Note = "found by a sweep (" + best.ID + ")"
-		s.settler.settle(ctx, st)
+		if got := s.settler.settle(ctx, st); secondPayment(st, got) {
+			_ = refundSecond(ctx, s.link, s.opts.Policy, s.opts.Clock, s.log, s.opts.Metrics, got, best.ID)
+		}
 		return
 	}
 	switch best.Status {

@@ -148,7 +148,7 @@ func (w *Webhooks) applyPayment(ctx context.Context, don *floodgate.PaymentOrder
 				"payment_intent", ev.Payment.ID, "settled_with", don.PaymentIntentID)
 			return false, nil
 		}
-		return false, refundSecond(ctx, w.opts.Link, w.opts.Policy, w.clock, w.log, w.opts.Metrics, don, ev.Payment)
+		return false, refundSecond(ctx, w.opts.Link, w.opts.Policy, w.clock, w.log, w.opts.Metrics, don, ev.Payment.ID)
 	}
 	s, ok := settlementFor(don, ev.Payment, w.clock.Now())
 	if !ok {
@@ -166,6 +166,13 @@ func (w *Webhooks) applyPayment(ctx context.Context, don *floodgate.PaymentOrder
 // the cumulative amount, so a replayed or late one changes nothing.
 func (w *Webhooks) applyReversal(ctx context.Context, don *floodgate.PaymentOrder, ev *floodgate.ProviderEvent, kind floodgate.Reversal) (bool, error) {
 	if ev.Amount <= 0 {
+		return false, nil
+	}
+	if ev.PaymentIntentID != "" && don.PaymentIntentID != "" && ev.PaymentIntentID != don.PaymentIntentID {
+		// Money taken back from a second payment for the order (refunded
+		// as an incident): the order's own payment is untouched.
+		w.log.Info("dispatch: reversal of a payment that is not the order's", "type", ev.Type, "event", ev.ID, "order", don.ID,
+			"payment_intent", ev.PaymentIntentID)
 		return false, nil
 	}
 	got, err := w.store.Reverse(ctx, don.ID, kind, ev.Amount, w.clock.Now())
