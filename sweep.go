@@ -95,17 +95,19 @@ func ApplySweep(o *PaymentOrder, seen SweptOrder, started, at time.Time) (Transi
 }
 
 // ApplySweptNewKey decides moving o, whose outcome at key generation from
-// was unknown, to the next generation at at: paymentIntentID "" when
+// was unknown, to the next generation at at, now being the store's clock:
+// paymentIntentID "" when
 // AbsenceSweeps complete sweeps found no PaymentIntent for it, or the id
 // of the PaymentIntent a sweep found still awaiting a confirmation (to be
 // confirmed under the new key). o must be processing with an unknown
 // outcome at generation from (ESTATE otherwise), and, for a new key
 // because nothing was found, have its sweeps recorded (ESTATE otherwise).
 // The unknown outcome is forgotten and o goes back to the line at its old
-// place, claimable at once, with a key not yet sent (KeySince is stamped by
-// the claim that sends it). The history gains a line; the status and the
-// effect do not change.
-func ApplySweptNewKey(o *PaymentOrder, from int, paymentIntentID string, at time.Time) (Transition, error) {
+// place, claimable at once (its lease ends at now, on the store's clock,
+// so that a node whose own clock runs ahead does not hold it back), with a
+// key not yet sent (KeySince is stamped by the claim that sends it). The
+// history gains a line; the status and the effect do not change.
+func ApplySweptNewKey(o *PaymentOrder, from int, paymentIntentID string, at, now time.Time) (Transition, error) {
 	if err := checkUnknown(o, from); err != nil {
 		return Transition{}, err
 	}
@@ -120,7 +122,7 @@ func ApplySweptNewKey(o *PaymentOrder, from int, paymentIntentID string, at time
 		next.PaymentIntentID = paymentIntentID
 	}
 	clearUnknown(&next)
-	next.ClaimedBy, next.LeaseUntil = "", &at
+	next.ClaimedBy, next.LeaseUntil = "", &now
 	next.UpdatedAt = at
 	note := newKeyNote(from, paymentIntentID)
 	if paymentIntentID == "" {

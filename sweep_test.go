@@ -131,13 +131,17 @@ func TestApplySweep(t *testing.T) {
 
 func TestApplySweptNewKey(t *testing.T) {
 	first, second := t0.Add(10*time.Second), t0.Add(14*time.Second)
+	// The store's clock an hour behind the caller's: the lease ends on the
+	// store's, so the order is claimable at once whatever the caller's
+	// clock says.
+	store := t1.Add(-time.Hour)
 	newKey := func(from int, pi string) func(*PaymentOrder) (Transition, error) {
-		return func(d *PaymentOrder) (Transition, error) { return ApplySweptNewKey(d, from, pi, t1) }
+		return func(d *PaymentOrder) (Transition, error) { return ApplySweptNewKey(d, from, pi, t1, store) }
 	}
 	back := func(d *PaymentOrder) {
 		d.Attempt, d.KeySince = 1, nil
 		d.UnknownFrom, d.UnknownTo, d.Sweeps, d.SweptAt = nil, nil, 0, nil
-		d.LeaseUntil, d.UpdatedAt = timeAt(t1), t1
+		d.LeaseUntil, d.UpdatedAt = timeAt(store), t1
 	}
 	runTransitions(t, []transitionCase{{
 		name:   "two sweeps found nothing: a new key, back in line at once",

@@ -42,7 +42,8 @@ func (s *Store) clockArg() any {
 const orderCols = `o.seq, o.kind, d.id, d.campaign_id, d.amount, d.currency,
 	COALESCE(o.payment_method, d.payment_method), d.client_addr, o.status, o.attempt, o.key_since, o.format,
 	o.payment_intent_id, o.client_secret, o.next_action, o.failure_code, o.action_since, o.claimed_by,
-	o.lease_until, o.token, o.refunded, o.disputed, d.created_at, o.updated_at`
+	o.lease_until, o.token, o.refunded, o.disputed, o.unknown_from, o.unknown_to, o.sweeps, o.swept_at,
+	d.created_at, o.updated_at`
 
 // orderFrom joins each order to the donation it pays for.
 const orderFrom = ` FROM payment_orders o JOIN donations d ON d.seq = o.seq`
@@ -66,7 +67,8 @@ func (r *orderRow) dest() []any {
 	o := &r.o
 	return []any{&o.Seq, &r.kind, &o.PaysFor, &o.CampaignID, &o.Amount, &o.Currency, &o.PaymentMethod,
 		&o.ClientAddr, &r.status, &o.Attempt, &o.KeySince, &r.format, &r.pi, &r.secret, &r.next, &r.fail,
-		&o.ActionSince, &r.by, &o.LeaseUntil, &o.Token, &o.Refunded, &o.Disputed, &o.CreatedAt, &o.UpdatedAt}
+		&o.ActionSince, &r.by, &o.LeaseUntil, &o.Token, &o.Refunded, &o.Disputed, &o.UnknownFrom, &o.UnknownTo, &o.Sweeps,
+		&o.SweptAt, &o.CreatedAt, &o.UpdatedAt}
 }
 
 func (r *orderRow) order() *floodgate.PaymentOrder {
@@ -313,13 +315,17 @@ func (s *Store) ClaimOrders(ctx context.Context, owner string, n int, lease time
 	clock := s.clockArg()
 	var out []*floodgate.PaymentOrder
 	err := s.inTx(ctx, func(tx pgx.Tx) error {
-		// Orders whose claim ran out resume first, with their key
-		// unchanged, under a new token.
+		// Orders whose claim ran out (PaymentOrder.Held no more) resume
+		// first, with their key unchanged, under a new token; an order
+		// the sweeps gave a new key among them, its key stamped as first
+		// sent now. An order whose outcome is unknown is the sweeps' (no
+		// lease: never taken).
 		orphans, err := collectOrders(tx.Query(ctx, `WITH c AS (
-				SELECT seq FROM payment_orders WHERE status = 'processing' AND lease_until < `+dbNow(3)+`
+				SELECT seq FROM payment_orders WHERE status = 'processing' AND lease_until <= `+dbNow(3)+`
+					AND unknown_from IS NULL
 				ORDER BY lease_until, seq LIMIT $4 FOR UPDATE SKIP LOCKED)
 			UPDATE payment_orders o SET claimed_by = $1, lease_until = `+dbNow(3)+` + `+interval(2)+`,
-				token = nextval('claim_tokens')
+				token = nextval('claim_tokens'), key_since = COALESCE(o.key_since, `+dbNow(3)+`)
 			FROM c JOIN donations d ON d.seq = c.seq WHERE o.seq = c.seq
 			RETURNING `+orderCols, owner, lease.Microseconds(), clock, n))
 		if err != nil {
@@ -411,10 +417,11 @@ func (s *Store) ReleaseClaims(ctx context.Context, claims []floodgate.Claim) err
 }
 
 // TakeBackClaims implements floodgate.Store: every processing order's
-// lease ends at the Unix epoch, each under a new token.
+// lease ends at the Unix epoch, each under a new token; an order whose
+// outcome is unknown is held by no claim and is left alone.
 func (s *Store) TakeBackClaims(ctx context.Context) error {
 	_, err := s.pool.Exec(ctx, `UPDATE payment_orders SET lease_until = 'epoch', token = nextval('claim_tokens')
-		WHERE status = 'processing'`)
+		WHERE status = 'processing' AND unknown_from IS NULL`)
 	return err
 }
 

@@ -18,26 +18,42 @@ import (
 // orders, holding a gift in every state, and holds the store and a
 // dispatcher to carrying on (storetest.RunUpgrade). Leases are judged on
 // the database's clock, as in production.
-func TestUpgradeFromVersion3(t *testing.T) {
-	storetest.RunUpgrade(t, func(tb testing.TB, clock floodgate.Clock, c *floodgate.Campaign, tot floodgate.Totals, ds []storetest.LegacyDonation) floodgate.Store {
+func TestUpgradeFromVersion3(t *testing.T) { storetest.RunUpgrade(t, legacyStore(3), false) }
+
+// TestUpgradeFromVersion4 does the same from a schema a release with
+// payment orders and no unknown outcomes left: the gifts of version 3
+// moved to their orders by migration 4, each order in its state, and then
+// migrated to the unknown outcomes' columns.
+func TestUpgradeFromVersion4(t *testing.T) { storetest.RunUpgrade(t, legacyStore(4), false) }
+
+// legacyStore writes a schema at version and opens it, which migrates it
+// to this binary's.
+func legacyStore(version int) storetest.LegacyStore {
+	return func(tb testing.TB, clock floodgate.Clock, c *floodgate.Campaign, tot floodgate.Totals, ds []storetest.LegacyDonation) floodgate.Store {
 		url, schema := testSchema(tb)
-		writeVersion3(tb, url, schema, c, tot, ds)
+		writeVersion(tb, url, schema, version, c, tot, ds)
 		s, err := postgres.Open(context.Background(), postgres.Options{URL: url, MaxConns: 8, Schema: schema, Clock: clock})
 		if err != nil {
-			tb.Fatalf("Open of a version-3 schema: %v", err)
+			tb.Fatalf("Open of a version-%d schema: %v", version, err)
 		}
 		tb.Cleanup(func() { _ = s.Close() })
-		if n := count(tb, s, `SELECT max(version) FROM schema_migrations`); n != 4 {
-			tb.Fatalf("schema version after Open = %d, want 4", n)
+		ms, err := migration.Load(os.DirFS("."), "migrations")
+		if err != nil {
+			tb.Fatal(err)
+		}
+		if n := count(tb, s, `SELECT max(version) FROM schema_migrations`); n != int64(len(ms)) {
+			tb.Fatalf("schema version after Open = %d, want %d", n, len(ms))
 		}
 		return s
-	}, false)
+	}
 }
 
-// writeVersion3 makes schema as a release before payment orders left it:
-// migrations 1 to 3, recorded, then c, its totals and ds, row for row,
-// each donation's seq drawn from the identity in the order given.
-func writeVersion3(tb testing.TB, url, schema string, c *floodgate.Campaign, tot floodgate.Totals, ds []storetest.LegacyDonation) {
+// writeVersion makes schema as a release at version (3 or later) left it:
+// migrations 1 to 3, recorded, then c, its totals and ds, row for row, as
+// a release before payment orders wrote them, each donation's seq drawn
+// from the identity in the order given, then the migrations after 3 up to
+// version, recorded.
+func writeVersion(tb testing.TB, url, schema string, version int, c *floodgate.Campaign, tot floodgate.Totals, ds []storetest.LegacyDonation) {
 	tb.Helper()
 	ctx := context.Background()
 	conn, err := pgx.Connect(ctx, url)
@@ -99,6 +115,10 @@ func writeVersion3(tb testing.TB, url, schema string, c *floodgate.Campaign, tot
 			exec(`INSERT INTO donation_history (donation_seq, n, status, at, failure_code, note) VALUES ($1, $2, $3, $4, $5, $6)`,
 				d.Seq, n, string(h.Status), h.At, h.FailureCode, h.Note)
 		}
+	}
+	for _, m := range ms[3:version] {
+		exec(m.SQL)
+		exec(`INSERT INTO schema_migrations (version, name) VALUES ($1, $2)`, m.Version, m.Name)
 	}
 }
 

@@ -25,7 +25,8 @@ import (
 const orderCols = `o.seq, o.kind, d.id, d.campaign_id, d.amount, d.currency,
 	COALESCE(o.payment_method, d.payment_method), d.client_addr, o.status, o.attempt, o.key_since, o.format,
 	o.payment_intent_id, o.client_secret, o.next_action, o.failure_code, o.action_since, o.claimed_by,
-	o.lease_until, o.token, o.refunded, o.disputed, d.created_at, o.updated_at`
+	o.lease_until, o.token, o.refunded, o.disputed, o.unknown_from, o.unknown_to, o.sweeps, o.swept_at,
+	d.created_at, o.updated_at`
 
 // orderFrom joins each order to the donation it pays for.
 const orderFrom = ` FROM payment_orders o JOIN donations d ON d.seq = o.seq`
@@ -41,6 +42,7 @@ type orderRow struct {
 	o                                 floodgate.PaymentOrder
 	kind, status                      string
 	keySince, actionSince, leaseUntil sql.NullInt64
+	unknownFrom, unknownTo, sweptAt   sql.NullInt64
 	pi, secret, next, fail, by        sql.NullString
 	format                            int
 	created, updated                  int64
@@ -50,7 +52,8 @@ func (r *orderRow) dest() []any {
 	o := &r.o
 	return []any{&o.Seq, &r.kind, &o.PaysFor, &o.CampaignID, &o.Amount, &o.Currency, &o.PaymentMethod,
 		&o.ClientAddr, &r.status, &o.Attempt, &r.keySince, &r.format, &r.pi, &r.secret, &r.next, &r.fail,
-		&r.actionSince, &r.by, &r.leaseUntil, &o.Token, &o.Refunded, &o.Disputed, &r.created, &r.updated}
+		&r.actionSince, &r.by, &r.leaseUntil, &o.Token, &o.Refunded, &o.Disputed, &r.unknownFrom, &r.unknownTo, &o.Sweeps,
+		&r.sweptAt, &r.created, &r.updated}
 }
 
 func (r *orderRow) order() *floodgate.PaymentOrder {
@@ -58,6 +61,7 @@ func (r *orderRow) order() *floodgate.PaymentOrder {
 	o.ID = floodgate.OrderIDOf(o.PaysFor)
 	o.Kind, o.Status, o.Format = floodgate.OrderKind(r.kind), floodgate.OrderStatus(r.status), floodgate.RequestFormat(r.format)
 	o.KeySince, o.ActionSince, o.LeaseUntil = timePtr(r.keySince), timePtr(r.actionSince), timePtr(r.leaseUntil)
+	o.UnknownFrom, o.UnknownTo, o.SweptAt = timePtr(r.unknownFrom), timePtr(r.unknownTo), timePtr(r.sweptAt)
 	o.PaymentIntentID, o.ClientSecret, o.FailureCode, o.ClaimedBy = r.pi.String, r.secret.String, r.fail.String, r.by.String
 	if r.next.Valid {
 		o.NextAction = json.RawMessage(r.next.String)
@@ -178,38 +182,23 @@ func (s *Store) moveOrder(ctx context.Context, id, where string, arg any, decide
 	return o, err
 }
 
-// move reads the order matched by where (with its one argument arg) in a
-// write transaction (BEGIN IMMEDIATE: no other writer until it commits),
-// asks decide what the change writes, writes the Transition and returns
-// the order as it now is. A refusal from decide comes back with the
-// unchanged order, after the history line it may carry is written. read,
-// when not nil, is called in the transaction once the change is written
-// (or refused), with the order's seq. sql.ErrNoRows when nothing matches.
+// move is change in a write transaction of its own (BEGIN IMMEDIATE: no
+// other writer until it commits), returning the order as it now is, or,
+// with a refusal from decide, as it was. read, when not nil, is called in
+// the transaction once the change is written (or refused), with the
+// order's seq. sql.ErrNoRows when nothing matches.
 func (s *Store) move(ctx context.Context, where string, arg any, decide decision, read func(*sql.Tx, int64) error) (*floodgate.PaymentOrder, error) {
 	tx, err := s.w.BeginTx(ctx, nil)
 	if err != nil {
 		return nil, err
 	}
 	defer func() { _ = tx.Rollback() }()
-	o, err := scanOrder(tx.QueryRowContext(ctx, `SELECT `+orderCols+orderFrom+` WHERE `+where, arg))
+	out, refused, err := s.change(ctx, tx, where, arg, decide)
 	if err != nil {
 		return nil, err
 	}
-	t, refused := decide(o, s.clock.Now())
-	if refused != nil {
-		t = floodgate.Transition{History: t.History}
-	}
-	if err := s.write(ctx, tx, o, t); err != nil {
-		return nil, err
-	}
-	out := o
-	if refused == nil {
-		if out, err = scanOrder(tx.QueryRowContext(ctx, `SELECT `+orderCols+orderFrom+` WHERE o.seq = ?`, o.Seq)); err != nil {
-			return nil, err
-		}
-	}
 	if read != nil {
-		if err := read(tx, o.Seq); err != nil {
+		if err := read(tx, out.Seq); err != nil {
 			return nil, err
 		}
 	}
@@ -217,6 +206,30 @@ func (s *Store) move(ctx context.Context, where string, arg any, decide decision
 		return nil, err
 	}
 	return out, refused
+}
+
+// change reads the order matched by where (with its one argument arg) in
+// tx, a write transaction, asks decide what the change writes, writes the
+// Transition and returns the order as it now is. A refusal from decide
+// comes back as refused, with the unchanged order, after the history line
+// it may carry is written. sql.ErrNoRows when nothing matches.
+func (s *Store) change(ctx context.Context, tx *sql.Tx, where string, arg any, decide decision) (out *floodgate.PaymentOrder, refused, err error) {
+	o, err := scanOrder(tx.QueryRowContext(ctx, `SELECT `+orderCols+orderFrom+` WHERE `+where, arg))
+	if err != nil {
+		return nil, nil, err
+	}
+	t, refused := decide(o, s.clock.Now())
+	if refused != nil {
+		t = floodgate.Transition{History: t.History}
+	}
+	if err := s.write(ctx, tx, o, t); err != nil {
+		return nil, nil, err
+	}
+	if refused != nil {
+		return o, refused, nil
+	}
+	out, err = scanOrder(tx.QueryRowContext(ctx, `SELECT `+orderCols+orderFrom+` WHERE o.seq = ?`, o.Seq))
+	return out, nil, err
 }
 
 // write applies t, decided on o, inside tx: one UPDATE of the fields it
@@ -308,10 +321,13 @@ func (s *Store) ClaimOrders(ctx context.Context, owner string, n int, lease time
 	}
 	defer func() { _ = tx.Rollback() }()
 
-	// Orders whose claim ran out resume first, with their key unchanged,
-	// under a new token.
-	rows, err := tx.QueryContext(ctx, `SELECT seq FROM payment_orders WHERE status = 'processing' AND lease_until < ?
-		ORDER BY lease_until, seq LIMIT ?`, nanos(now), n)
+	// Orders whose claim ran out (PaymentOrder.Held no more) resume first,
+	// with their key unchanged, under a new token; an order the sweeps
+	// gave a new key among them, its key stamped as first sent now. An
+	// order whose outcome is unknown is the sweeps' (no lease: never
+	// taken).
+	rows, err := tx.QueryContext(ctx, `SELECT seq FROM payment_orders WHERE status = 'processing' AND lease_until <= ?
+		AND unknown_from IS NULL ORDER BY lease_until, seq LIMIT ?`, nanos(now), n)
 	if err != nil {
 		return nil, err
 	}
@@ -335,7 +351,8 @@ func (s *Store) ClaimOrders(ctx context.Context, owner string, n int, lease time
 	if err != nil {
 		return nil, err
 	}
-	take, err := tx.PrepareContext(ctx, `UPDATE payment_orders SET claimed_by = ?, lease_until = ?, token = ? WHERE seq = ?`)
+	take, err := tx.PrepareContext(ctx, `UPDATE payment_orders SET claimed_by = ?, lease_until = ?, token = ?,
+		key_since = COALESCE(key_since, ?) WHERE seq = ?`)
 	if err != nil {
 		return nil, err
 	}
@@ -352,7 +369,7 @@ func (s *Store) ClaimOrders(ctx context.Context, owner string, n int, lease time
 		args[i] = seq
 		token := base + int64(i) + 1
 		if i < len(orphans) {
-			if _, err := take.ExecContext(ctx, owner, until, token, seq); err != nil {
+			if _, err := take.ExecContext(ctx, owner, until, token, nanos(now), seq); err != nil {
 				return nil, err
 			}
 			continue
@@ -453,7 +470,8 @@ func (s *Store) eachClaim(ctx context.Context, claims []floodgate.Claim, update 
 }
 
 // TakeBackClaims implements floodgate.Store: every processing order's
-// lease ends at the Unix epoch, each under a new token.
+// lease ends at the Unix epoch, each under a new token; an order whose
+// outcome is unknown is held by no claim and is left alone.
 func (s *Store) TakeBackClaims(ctx context.Context) error {
 	tx, err := s.w.BeginTx(ctx, nil)
 	if err != nil {
@@ -461,7 +479,7 @@ func (s *Store) TakeBackClaims(ctx context.Context) error {
 	}
 	defer func() { _ = tx.Rollback() }()
 	var n int
-	if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM payment_orders WHERE status = 'processing'`).Scan(&n); err != nil {
+	if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM payment_orders WHERE status = 'processing' AND unknown_from IS NULL`).Scan(&n); err != nil {
 		return err
 	}
 	if n == 0 {
@@ -472,7 +490,8 @@ func (s *Store) TakeBackClaims(ctx context.Context) error {
 		return err
 	}
 	if _, err := tx.ExecContext(ctx, `UPDATE payment_orders SET lease_until = 0, token = ? + t.n
-		FROM (SELECT seq, row_number() OVER (ORDER BY seq) AS n FROM payment_orders WHERE status = 'processing') AS t
+		FROM (SELECT seq, row_number() OVER (ORDER BY seq) AS n FROM payment_orders
+			WHERE status = 'processing' AND unknown_from IS NULL) AS t
 		WHERE payment_orders.seq = t.seq`, base); err != nil {
 		return err
 	}

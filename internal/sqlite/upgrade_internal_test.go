@@ -16,26 +16,42 @@ import (
 // TestUpgradeFromVersion3 migrates a file written before payment orders,
 // holding a gift in every state, and holds the store and a dispatcher to
 // carrying on (storetest.RunUpgrade).
-func TestUpgradeFromVersion3(t *testing.T) {
-	storetest.RunUpgrade(t, func(tb testing.TB, clock floodgate.Clock, c *floodgate.Campaign, tot floodgate.Totals, ds []storetest.LegacyDonation) floodgate.Store {
-		path := filepath.Join(tb.TempDir(), "v3.db")
-		writeVersion3(tb, path, c, tot, ds)
+func TestUpgradeFromVersion3(t *testing.T) { storetest.RunUpgrade(t, legacyStore(3), true) }
+
+// TestUpgradeFromVersion4 does the same from a file a release with payment
+// orders and no unknown outcomes left: the gifts of version 3 moved to
+// their orders by migration 4, each order in its state, and then migrated
+// to the unknown outcomes' columns.
+func TestUpgradeFromVersion4(t *testing.T) { storetest.RunUpgrade(t, legacyStore(4), true) }
+
+// legacyStore writes a file at schema version and opens it, which
+// migrates it to this binary's.
+func legacyStore(version int) storetest.LegacyStore {
+	return func(tb testing.TB, clock floodgate.Clock, c *floodgate.Campaign, tot floodgate.Totals, ds []storetest.LegacyDonation) floodgate.Store {
+		path := filepath.Join(tb.TempDir(), fmt.Sprintf("v%d.db", version))
+		writeVersion(tb, path, version, c, tot, ds)
 		s, err := Open(context.Background(), Options{Path: path, Clock: clock})
 		if err != nil {
-			tb.Fatalf("Open of a version-3 file: %v", err)
+			tb.Fatalf("Open of a version-%d file: %v", version, err)
 		}
 		tb.Cleanup(func() { _ = s.Close() })
+		ms, err := migration.Load(migrationFS, "migrations")
+		if err != nil {
+			tb.Fatal(err)
+		}
 		var v int
-		if err := s.w.QueryRow(`PRAGMA user_version`).Scan(&v); err != nil || v != 4 {
-			tb.Fatalf("schema version after Open = %d, %v; want 4", v, err)
+		if err := s.w.QueryRow(`PRAGMA user_version`).Scan(&v); err != nil || v != len(ms) {
+			tb.Fatalf("schema version after Open = %d, %v; want %d", v, err, len(ms))
 		}
 		return s
-	}, true)
+	}
 }
 
-// writeVersion3 makes the file at path as a release before payment orders
-// left it: migrations 1 to 3, then c, its totals and ds, row for row.
-func writeVersion3(tb testing.TB, path string, c *floodgate.Campaign, tot floodgate.Totals, ds []storetest.LegacyDonation) {
+// writeVersion makes the file at path as a release at schema version (3
+// or later) left it: migrations 1 to 3, then c, its totals and ds, row for
+// row, as a release before payment orders wrote them, then the migrations
+// after 3 up to version.
+func writeVersion(tb testing.TB, path string, version int, c *floodgate.Campaign, tot floodgate.Totals, ds []storetest.LegacyDonation) {
 	tb.Helper()
 	uri, err := FileURI(path, url.Values{"_pragma": {"journal_mode(WAL)", "synchronous(FULL)"}})
 	if err != nil {
@@ -81,5 +97,9 @@ func writeVersion3(tb testing.TB, path string, c *floodgate.Campaign, tot floodg
 			exec(`INSERT INTO donation_history (donation_seq, n, status, at, failure_code, note) VALUES (?, ?, ?, ?, ?, ?)`,
 				d.Seq, n, string(h.Status), nanos(h.At), h.FailureCode, h.Note)
 		}
+	}
+	for _, m := range ms[3:version] {
+		exec(m.SQL)
+		exec(fmt.Sprintf("PRAGMA user_version = %d", m.Version))
 	}
 }

@@ -30,9 +30,11 @@ type LegacyDonation struct {
 // LegacyStore builds, with the engine's own SQL, a database at schema
 // version 3 (the migrations before payment orders) holding campaign c,
 // its totals t and the donations ds, each with every column as given and
-// its history, assigning each donation's Seq in the order given. It then
-// opens that database with this code, which migrates it, and returns the
-// store (closed when tb ends). clock is the store's clock.
+// its history, assigning each donation's Seq in the order given; it may
+// then apply the engine's later migrations up to an older version than
+// this code's (4: payment orders, before unknown outcomes). It then opens
+// that database with this code, which migrates it the rest of the way,
+// and returns the store (closed when tb ends). clock is the store's clock.
 type LegacyStore func(tb testing.TB, clock floodgate.Clock, c *floodgate.Campaign, t floodgate.Totals, ds []LegacyDonation) floodgate.Store
 
 // Legacy gifts by the state they stand in; RunUpgrade holds each to what
@@ -153,12 +155,14 @@ func totalsOf(d *floodgate.Donation) floodgate.TotalsDelta {
 	return t
 }
 
-// RunUpgrade holds a store migrated from schema version 3 to what it
+// RunUpgrade holds a store migrated from an older schema to what it
 // held: every donation, in every state, reads back as it was, with its
 // history and its campaign's totals; each has a payment order that keeps
 // its place in line, its key generation and the request format of then,
 // so that the charge a dispatcher sends for it is the very request it
-// first sent; and the store and a dispatcher carry on: a gift whose
+// first sent, and whose outcome is not unknown (no order is the sweeps'
+// until a dispatcher hands it to them); and the store and a dispatcher
+// carry on: a gift whose
 // dispatcher died mid-charge before the upgrade resumes under its old key
 // and settles with the payment that key made, the provider answering a
 // replay, never an idempotency error. single says the store is one
@@ -236,7 +240,8 @@ func RunUpgrade(t *testing.T, build LegacyStore, single bool) {
 		}
 		if o.Kind != floodgate.KindDonation || o.PaysFor != want.ID || o.Seq != want.Seq || o.CampaignID != c.ID ||
 			o.Amount != want.Amount || o.Currency != want.Currency || o.ClientAddr != want.ClientAddr ||
-			o.Format != floodgate.FormatDonation || o.Token != 0 || !o.CreatedAt.Equal(want.CreatedAt) {
+			o.Format != floodgate.FormatDonation || o.Token != 0 || !o.CreatedAt.Equal(want.CreatedAt) ||
+			o.UnknownFrom != nil || o.UnknownTo != nil || o.Sweeps != 0 || o.SweptAt != nil {
 			t.Fatalf("order of %s = %+v", want.ID, o)
 		}
 		if want.PaymentIntentID != "" {
@@ -259,6 +264,15 @@ func RunUpgrade(t *testing.T, build LegacyStore, single bool) {
 	b, err := s.Backlog(ctx)
 	if err != nil || b.Waiting != 2 || b.HeadSeq != byName[legacyWaiting].Seq {
 		t.Fatalf("Backlog after the upgrade = %+v, %v", b, err)
+	}
+	if u, err := s.Unknowns(ctx, 100); err != nil || len(u) != 0 {
+		t.Fatalf("Unknowns after the upgrade = %v, %v; want none", ids(u), err)
+	}
+	if ok, err := s.TakeLease(ctx, "sweeper", "upgraded", time.Minute); err != nil || !ok {
+		t.Fatalf("the first lease after the upgrade = %v, %v", ok, err)
+	}
+	if err := s.ReleaseLease(ctx, "sweeper", "upgraded"); err != nil {
+		t.Fatal(err)
 	}
 
 	// New gifts take their places after the old ones.
