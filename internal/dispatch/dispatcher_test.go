@@ -149,20 +149,27 @@ func TestBreakerProbesWithNothingInHand(t *testing.T) {
 	r.chargedOnce(ids)
 }
 
-// flakyStore fails the first call of NewKeyGeneration and of Defer, as a
-// database failing over would.
+// flakyStore fails the first call of MarkUnknown, of SweptNewKey and of
+// Defer, as a database failing over would.
 type flakyStore struct {
 	floodgate.Store
-	newKeyFailed, deferFailed atomic.Bool
+	markFailed, newKeyFailed, deferFailed atomic.Bool
 }
 
 var errFlaky = errors.New("store: connection reset (injected)")
 
-func (s *flakyStore) NewKeyGeneration(ctx context.Context, c floodgate.Claim, attempt int, pi string, now time.Time) (*floodgate.PaymentOrder, error) {
+func (s *flakyStore) MarkUnknown(ctx context.Context, c floodgate.Claim, w floodgate.Window, now time.Time) (*floodgate.PaymentOrder, error) {
+	if s.markFailed.CompareAndSwap(false, true) {
+		return nil, errFlaky
+	}
+	return s.Store.MarkUnknown(ctx, c, w, now)
+}
+
+func (s *flakyStore) SweptNewKey(ctx context.Context, id string, from int, pi string, now time.Time) (*floodgate.PaymentOrder, error) {
 	if s.newKeyFailed.CompareAndSwap(false, true) {
 		return nil, errFlaky
 	}
-	return s.Store.NewKeyGeneration(ctx, c, attempt, pi, now)
+	return s.Store.SweptNewKey(ctx, id, from, pi, now)
 }
 
 func (s *flakyStore) Defer(ctx context.Context, c floodgate.Claim, wait time.Duration) error {
@@ -172,11 +179,12 @@ func (s *flakyStore) Defer(ctx context.Context, c floodgate.Claim, wait time.Dur
 	return s.Store.Defer(ctx, c, wait)
 }
 
-// TestStoreFailureWhileDeferring: after a stored 500 the lookups find no
-// payment, but the store fails as the new key is recorded, and again as
-// the gift is put off. The dispatcher goes on extending the leases of what
-// it claimed, so a put-off it did not record would hold the gift forever:
-// it retries, and the gift is charged once.
+// TestStoreFailureWhileDeferring: after a stored 500 the store fails as
+// the unknown outcome is handed to the sweeps, again as the gift is put
+// off instead, and again as the sweeps record the new key. The dispatcher
+// goes on extending the leases of what it claimed, so a put-off it did not
+// record would hold the gift forever: it retries, the sweeper tries the
+// new key again at its next sweep, and every gift is charged once.
 func TestStoreFailureWhileDeferring(t *testing.T) {
 	flaky := &flakyStore{}
 	r := newRigWith(t, sandbox.Options{FailRate: 0.5}, func(s floodgate.Store) floodgate.Store {
@@ -186,8 +194,9 @@ func TestStoreFailureWhileDeferring(t *testing.T) {
 	ids := r.accept(20, "pm_card_visa")
 	r.wait(ids, floodgate.StatusSucceeded)
 	r.chargedOnce(ids)
-	if !flaky.newKeyFailed.Load() || !flaky.deferFailed.Load() {
-		t.Fatalf("the store never failed (new key %v, defer %v): the test proved nothing", flaky.newKeyFailed.Load(), flaky.deferFailed.Load())
+	if !flaky.markFailed.Load() || !flaky.newKeyFailed.Load() || !flaky.deferFailed.Load() {
+		t.Fatalf("the store never failed (hand-over %v, new key %v, defer %v): the test proved nothing",
+			flaky.markFailed.Load(), flaky.newKeyFailed.Load(), flaky.deferFailed.Load())
 	}
 }
 

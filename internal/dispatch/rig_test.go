@@ -59,7 +59,7 @@ func startServices(t *testing.T, store floodgate.Store, prov floodgate.Provider,
 	s.link = NewLink(store, prov, s.control, LinkOptions{Rate: k.Rate, GlobalRate: k.GlobalRate, CallTimeout: k.CallTimeout, Clock: o.Clock})
 	s.settler = NewSettler(store, SettlerOptions{Policy: o.Policy, Clock: o.Clock, Outcome: k.Outcome})
 	s.rec = NewReconciler(store, s.link, ReconcilerOptions{Policy: o.Policy, Clock: o.Clock})
-	s.sweeper = NewSweeper(store, s.link, s.settler, SweeperOptions{Owner: o.Owner, Every: k.SweepEvery, Policy: o.Policy, Clock: o.Clock})
+	s.sweeper = NewSweeper(store, s.link, s.settler, SweeperOptions{Owner: "rig", Every: k.SweepEvery, Policy: o.Policy, Clock: o.Clock})
 	s.cards = NewCardGuard(store, s.link, s.settler, CardGuardOptions{Screen: k.Screen, Clock: o.Clock})
 	s.webhooks = NewWebhooks(store, s.settler, WebhooksOptions{Link: s.link, Policy: o.Policy, Clock: o.Clock})
 	s.expirer = NewExpirer(store, s.link, s.settler, ExpirerOptions{ActionTimeout: k.ActionTimeout, CancelBackoff: k.CancelBackoff, Clock: o.Clock})

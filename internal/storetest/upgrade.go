@@ -289,10 +289,11 @@ func RunUpgrade(t *testing.T, build LegacyStore, single bool) {
 	control := dispatch.NewControl(s, dispatch.ControlOptions{})
 	link := dispatch.NewLink(s, provider, control, dispatch.LinkOptions{Rate: 100, GlobalRate: 200, CallTimeout: 10 * time.Second})
 	settler := dispatch.NewSettler(s, dispatch.SettlerOptions{})
-	rec := dispatch.NewReconciler(link, dispatch.ReconcilerOptions{})
+	rec := dispatch.NewReconciler(s, link, dispatch.ReconcilerOptions{})
+	sweeper := dispatch.NewSweeper(s, link, settler, dispatch.SweeperOptions{Owner: "upgrade-test", Every: 100 * time.Millisecond})
 	d := dispatch.New(s, dispatch.Parts{Link: link, Settler: settler, Reconciler: rec}, dispatch.Options{Workers: 4, Queue: 16,
 		Claim: 8, Lease: time.Minute, ReleaseAllOnStart: single, Poll: 10 * time.Millisecond, DeferWait: 100 * time.Millisecond})
-	g := startstop.NewGroup(control, link, rec, d)
+	g := startstop.NewGroup(control, link, rec, sweeper, d)
 	if err := g.Start(ctx); err != nil {
 		t.Fatal(err)
 	}
