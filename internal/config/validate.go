@@ -116,14 +116,6 @@ var rules = []func(c *Config) error{
 		}
 		return nil
 	},
-	// A sweep reads its pages one by one: a share under a request a second
-	// would leave unknown outcomes waiting for minutes.
-	func(c *Config) error {
-		if c.LookupShare*c.ProviderGlobalRate < 1 {
-			return c.fail("FLOODGATE_LOOKUP_SHARE", "leaves lookups under 1 request a second of %s; raise the share", c.ref("FLOODGATE_PROVIDER_GLOBAL_RATE"))
-		}
-		return nil
-	},
 	// The in-process sandbox enforces its own limit the way Stripe does;
 	// sending above it would only produce 429s.
 	func(c *Config) error {

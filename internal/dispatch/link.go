@@ -72,8 +72,11 @@ func NewLink(store floodgate.Budgets, provider floodgate.Provider, control *Cont
 	l.opts.LookupShare = opts.LookupShare
 	l.create, l.global = newPacer(opts.Rate, now, opts.Clock), newPacer(opts.GlobalRate, now, opts.Clock)
 	// One sweeper works for the cluster at a time, so its share is paced
-	// where it runs; its pages still draw on the shared global budget.
-	l.sweep = newPacer(max(opts.LookupShare*opts.GlobalRate, 1), now, opts.Clock)
+	// where it runs; its pages still draw on the shared global budget. A
+	// share under one page a second would leave unknown outcomes waiting
+	// for minutes: sweeps take at least that (or the whole global rate,
+	// when it is lower).
+	l.sweep = newPacer(max(opts.LookupShare*opts.GlobalRate, min(opts.GlobalRate, 1)), now, opts.Clock)
 	if opts.SharedBudgets {
 		l.create = newSharedGate(store, floodgate.BudgetPaymentIntents, opts.Rate, opts.Clock, l.log)
 		l.global = newSharedGate(store, floodgate.BudgetProvider, opts.GlobalRate, opts.Clock, l.log)

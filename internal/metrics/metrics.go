@@ -130,6 +130,12 @@ func New() *Metrics {
 	for _, reason := range []string{"ingest_queue_full", "sse_subscribers"} {
 		m.Shed.WithLabelValues(reason)
 	}
+	for _, outcome := range []string{"complete", "incomplete"} {
+		m.Sweeps.WithLabelValues(outcome)
+	}
+	for _, outcome := range []string{"found", "absent"} {
+		m.SweepResolved.WithLabelValues(outcome)
+	}
 	for _, kind := range []string{"list_page", "retrieve"} {
 		m.Lookups.WithLabelValues(kind)
 	}
