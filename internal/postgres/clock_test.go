@@ -77,3 +77,72 @@ func TestLeasesOnTheDatabaseClock(t *testing.T) {
 		t.Fatalf("after the stale settle: %+v, %v", o, err)
 	}
 }
+
+// TestSweepsOnTheDatabaseClock: with no lease clock (production), an
+// order's hand-over to the sweeps is judged, its return to the line is
+// granted and the sweeper's lease is held on PostgreSQL's clock: a node an
+// hour ahead hands over the order it holds for ten minutes, the order it
+// gives a new key is claimed at once by a node an hour behind, and the
+// sweeper's lease goes to another node only once it ran out on the
+// database's clock.
+func TestSweepsOnTheDatabaseClock(t *testing.T) {
+	url, schema := testSchema(t)
+	ctx := context.Background()
+	open := func(skew time.Duration) (*postgres.Store, *clocktest.Manual) {
+		clock := clocktest.New(time.Now().Add(skew))
+		s, err := postgres.Open(ctx, postgres.Options{URL: url, MaxConns: 4, Schema: schema, Clock: clock})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = s.Close() })
+		return s, clock
+	}
+	behind, _ := open(-time.Hour)
+	ahead, aheadClock := open(time.Hour)
+	createCampaign(t, behind, "c")
+	if _, err := behind.Accept(ctx, []floodgate.Intake{newDonation("c", "a", 100)}); err != nil {
+		t.Fatal(err)
+	}
+	held, err := ahead.ClaimOrders(ctx, "ahead", 1, 10*time.Minute)
+	if err != nil || len(held) != 1 {
+		t.Fatalf("claim = %v, %v", held, err)
+	}
+	w := floodgate.Window{From: held[0].KeySince.Truncate(time.Second), To: held[0].KeySince.Add(2 * time.Second).Truncate(time.Second)}
+	o, err := ahead.MarkUnknown(ctx, held[0].Claim(), w, aheadClock.Now())
+	if err != nil || o.UnknownFrom == nil {
+		t.Fatalf("the holder an hour ahead hands its order over: %+v, %v", o, err)
+	}
+	started := w.To.Add(time.Minute)
+	for i := range floodgate.AbsenceSweeps {
+		if n, err := ahead.RecordSweep(ctx, []floodgate.SweptOrder{{ID: o.ID, Sweeps: i}}, started.Add(time.Duration(i)*time.Minute), aheadClock.Now()); err != nil || n != 1 {
+			t.Fatalf("sweep %d = %d, %v", i+1, n, err)
+		}
+	}
+	var dbNow time.Time
+	if err := ahead.Pool().QueryRow(ctx, `SELECT statement_timestamp()`).Scan(&dbNow); err != nil {
+		t.Fatal(err)
+	}
+	o, err = ahead.SweptNewKey(ctx, o.ID, 0, "", aheadClock.Now())
+	if err != nil || o.LeaseUntil == nil || o.LeaseUntil.Before(dbNow) || o.LeaseUntil.After(dbNow.Add(30*time.Minute)) {
+		t.Fatalf("a new key from the node an hour ahead: %+v, %v; the database's clock read %v just before", o, err, dbNow)
+	}
+	got, err := behind.ClaimOrders(ctx, "behind", 5, 10*time.Minute)
+	if err != nil || len(got) != 1 || got[0].ID != o.ID || got[0].Attempt != 1 || got[0].KeySince == nil {
+		t.Fatalf("the node an hour behind claims %+v, %v; want %s at once, its new key stamped", got, err, o.ID)
+	}
+
+	// The sweeper's lease.
+	if ok, err := ahead.TakeLease(ctx, "sweeper", "ahead", 10*time.Minute); err != nil || !ok {
+		t.Fatalf("the node ahead takes the lease: %v, %v", ok, err)
+	}
+	if ok, err := behind.TakeLease(ctx, "sweeper", "behind", 10*time.Minute); err != nil || ok {
+		t.Fatalf("the node behind takes a held lease: %v, %v", ok, err)
+	}
+	// A lease that ends before it begins has run out on any clock.
+	if ok, err := ahead.TakeLease(ctx, "sweeper", "ahead", -time.Second); err != nil || !ok {
+		t.Fatalf("the holder renews: %v, %v", ok, err)
+	}
+	if ok, err := behind.TakeLease(ctx, "sweeper", "behind", 10*time.Minute); err != nil || !ok {
+		t.Fatalf("the node behind takes a lease that ran out: %v, %v", ok, err)
+	}
+}

@@ -209,6 +209,10 @@ func Run(t *testing.T, open Opener) {
 	t.Run("Transitions", func(t *testing.T) { testTransitions(t, open) })
 	t.Run("Fencing", func(t *testing.T) { testFencing(t, open) })
 	t.Run("TakeBack", func(t *testing.T) { testTakeBack(t, open) })
+	t.Run("Unknown", func(t *testing.T) { testUnknown(t, open) })
+	t.Run("RecordSweep", func(t *testing.T) { testRecordSweep(t, open) })
+	t.Run("SweptNewKey", func(t *testing.T) { testSweptNewKey(t, open) })
+	t.Run("NamedLeases", func(t *testing.T) { testNamedLeases(t, open) })
 	t.Run("Budget", func(t *testing.T) { testBudget(t, open) })
 	t.Run("SettingsAndBlocks", func(t *testing.T) { testSettingsAndBlocks(t, open) })
 	t.Run("Secret", func(t *testing.T) { testSecret(t, open) })
@@ -829,9 +833,9 @@ func testReverse(t *testing.T, open Opener) {
 func testTransitions(t *testing.T, open Opener) {
 	f := newFixture(t, open)
 	f.campaign("c")
-	ds := f.acceptNew("c", 1000, 2000)
+	ds := f.acceptNew("c", 1000, 2000, 500)
 	claims := map[string]floodgate.Claim{}
-	for _, o := range f.claim("d", 2) {
+	for _, o := range f.claim("d", 3) {
 		claims[o.PaysFor] = o.Claim()
 	}
 	step := func(name string, d *floodgate.Donation, decide func(o *floodgate.PaymentOrder, at time.Time) (floodgate.Transition, error),
@@ -839,6 +843,7 @@ func testTransitions(t *testing.T, open Opener) {
 		t.Helper()
 		f.clock.Advance(time.Second)
 		at := f.clock.Now()
+		lines := len(f.history(d.ID))
 		want, err := decide(f.order(d), at)
 		if err != nil {
 			t.Fatalf("%s: the domain refused: %v", name, err)
@@ -857,8 +862,14 @@ func testTransitions(t *testing.T, open Opener) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		if want.History == nil {
+			if len(h) != lines {
+				t.Fatalf("%s: history gained %+v, the domain decided no line", name, h[lines:])
+			}
+			return
+		}
 		last, line := h[len(h)-1], want.History
-		if last.Status != line.Status || !last.At.Equal(line.At) || last.FailureCode != line.FailureCode || last.Note != line.Note {
+		if len(h) != lines+1 || last.Status != line.Status || !last.At.Equal(line.At) || last.FailureCode != line.FailureCode || last.Note != line.Note {
 			t.Fatalf("%s: history ends with %+v, the domain decided %+v", name, last, *line)
 		}
 	}
@@ -929,9 +940,45 @@ func testTransitions(t *testing.T, open Opener) {
 		return floodgate.ApplySettlement(o, late, at)
 	}, func(at time.Time) (*floodgate.PaymentOrder, error) { late.At = at; return s.Settle(f.ctx, late) })
 
+	// An unknown outcome: handed to the sweeps, swept twice, a new key,
+	// claimed again, unknown again, then settled by a webhook.
+	u, cu := ds[2], claims[ds[2].ID]
+	w := floodgate.Window{From: Epoch.Add(-2 * time.Second), To: Epoch.Add(5 * time.Second)}
+	step("unknown outcome", u, func(o *floodgate.PaymentOrder, at time.Time) (floodgate.Transition, error) {
+		return floodgate.ApplyUnknown(o, cu.Token, w, at, at)
+	}, func(at time.Time) (*floodgate.PaymentOrder, error) { return s.MarkUnknown(f.ctx, cu, w, at) })
+	for i := range floodgate.AbsenceSweeps {
+		started := Epoch.Add(time.Duration(10+i) * time.Minute)
+		seen := floodgate.SweptOrder{ID: u.OrderID, Sweeps: i}
+		step(fmt.Sprintf("sweep %d", i+1), u, func(o *floodgate.PaymentOrder, at time.Time) (floodgate.Transition, error) {
+			return floodgate.ApplySweep(o, seen, started, at)
+		}, func(at time.Time) (*floodgate.PaymentOrder, error) {
+			if n, err := s.RecordSweep(f.ctx, []floodgate.SweptOrder{seen}, started, at); err != nil || n != 1 {
+				return nil, fmt.Errorf("RecordSweep = %d, %v", n, err)
+			}
+			return f.order(u), nil
+		})
+	}
+	step("a new key after the sweeps", u, func(o *floodgate.PaymentOrder, at time.Time) (floodgate.Transition, error) {
+		return floodgate.ApplySweptNewKey(o, 0, "", at, at)
+	}, func(at time.Time) (*floodgate.PaymentOrder, error) { return s.SweptNewKey(f.ctx, u.OrderID, 0, "", at) })
+	again := f.claim("d", 1)
+	if len(again) != 1 || again[0].PaysFor != u.ID {
+		t.Fatalf("claim after the new key = %v", ids(again))
+	}
+	cu = again[0].Claim()
+	step("unknown again", u, func(o *floodgate.PaymentOrder, at time.Time) (floodgate.Transition, error) {
+		return floodgate.ApplyUnknown(o, cu.Token, w, at, at)
+	}, func(at time.Time) (*floodgate.PaymentOrder, error) { return s.MarkUnknown(f.ctx, cu, w, at) })
+	found := floodgate.Settlement{OrderID: u.OrderID, Status: floodgate.StatusSucceeded, PaymentIntentID: "pi_u"}
+	step("succeeded from elsewhere", u, func(o *floodgate.PaymentOrder, at time.Time) (floodgate.Transition, error) {
+		found.At = at
+		return floodgate.ApplySettlement(o, found, at)
+	}, func(at time.Time) (*floodgate.PaymentOrder, error) { found.At = at; return s.Settle(f.ctx, found) })
+
 	// 1000 less the 300 refunded and the 1000 disputed (capped at what was
-	// left), and 2000.
-	wantTotals(t, f.totals("c"), 2000, 2, 0, 0, 0)
+	// left), 2000 and 500.
+	wantTotals(t, f.totals("c"), 2500, 3, 0, 0, 0)
 }
 
 // normalized is o in one form whatever engine read it: times in UTC, no
@@ -939,6 +986,7 @@ func testTransitions(t *testing.T, open Opener) {
 func normalized(o *floodgate.PaymentOrder) floodgate.PaymentOrder {
 	c := *o
 	normalize(&c.KeySince, &c.ActionSince, &c.LeaseUntil, &c.CreatedAt, &c.UpdatedAt, &c.NextAction)
+	c.UnknownFrom, c.UnknownTo, c.SweptAt = utc(c.UnknownFrom), utc(c.UnknownTo), utc(c.SweptAt)
 	return c
 }
 
