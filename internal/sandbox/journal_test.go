@@ -158,8 +158,11 @@ func TestJournalCompaction(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if records != 20 || compacted != 15 {
-		t.Errorf("records %d -> %d, want 20 -> 15 (5 PaymentIntents, 10 keys)", records, compacted)
+	// Per PaymentIntent: the decline writes it, its key and two events
+	// (created, payment_failed); the second confirmation it, its key and
+	// one event (succeeded). Compacted, the stale PaymentIntent goes.
+	if records != 35 || compacted != 30 {
+		t.Errorf("records %d -> %d, want 35 -> 30 (5 PaymentIntents, 10 keys, 15 events)", records, compacted)
 	}
 	// Writes after compaction land in the new file.
 	if _, err := e1.charge(t, "don", "pm_card_visa", "z"); err != nil {
@@ -267,19 +270,22 @@ func TestJournalTornInTheMiddle(t *testing.T) {
 			}
 		}
 		e.s.Close()
+		// Each charge writes its PaymentIntent, its key and two
+		// events (created, succeeded) as one group.
+		const perCharge = 4
 		lines := journalLines(t, path)
-		if len(lines) != 6 {
-			t.Fatalf("%d lines, want 6 (a PaymentIntent and its key per charge)", len(lines))
+		if len(lines) != 3*perCharge {
+			t.Fatalf("%d lines, want %d (a PaymentIntent, its key and two events per charge)", len(lines), 3*perCharge)
 		}
 		// The second charge's write stopped 40 bytes in; the third
 		// was appended right after.
 		var raw []byte
-		for _, l := range lines[:2] {
+		for _, l := range lines[:perCharge] {
 			raw = append(append(raw, l...), '\n')
 		}
 		at := int64(len(raw))
-		raw = append(raw, lines[2][:40]...)
-		for _, l := range lines[4:] {
+		raw = append(raw, lines[perCharge][:40]...)
+		for _, l := range lines[2*perCharge:] {
 			raw = append(append(raw, l...), '\n')
 		}
 		s, log := openDamaged(t, raw, clock)
