@@ -28,9 +28,9 @@ const (
 	// DefaultMaxPaymentIntents bounds the PaymentIntents kept.
 	DefaultMaxPaymentIntents = 500_000
 	// DefaultMaxEvents bounds the event log (GET /v1/events). Each event
-	// holds a snapshot of its object (2 to 3 KB for a PaymentIntent), so
-	// the default costs about 300 MB at most; a gift makes two or three
-	// events, so it covers the last 30,000 gifts or more.
+	// holds a snapshot of its object (about 1.2 KB for a PaymentIntent),
+	// so the default costs about 150 MB at most; a gift makes two or
+	// three events, so it covers the last 30,000 gifts or more.
 	DefaultMaxEvents = 100_000
 	// DefaultWebhookQueue bounds the events waiting for delivery.
 	DefaultWebhookQueue = 10_000
@@ -104,8 +104,8 @@ type Options struct {
 	// MaxPaymentIntents bounds the PaymentIntents kept (default 500,000).
 	MaxPaymentIntents int
 	// MaxEvents bounds the events kept for GET /v1/events (default
-	// 100,000); beyond it the oldest is forgotten first, as Stripe forgets
-	// events after 30 days.
+	// 100,000); beyond it the oldest is forgotten first. (Events more
+	// than 30 days old are not listed either, as in Stripe.)
 	MaxEvents int
 
 	// WebhookURL, when set, receives signed Stripe events.

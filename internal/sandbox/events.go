@@ -8,6 +8,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"time"
 )
 
 // loggedEvent is one Stripe event the sandbox emitted, kept for
@@ -182,6 +183,18 @@ func matchType(pattern, typ string) bool {
 // maxEventTypes is Stripe's bound on types[].
 const maxEventTypes = 20
 
+// eventRetention is how far back Stripe lists and retrieves events.
+const eventRetention = 30 * 24 * time.Hour
+
+// event returns the event id if it is kept and not older than
+// eventRetention at now.
+func (l *eventLog) event(id string, now time.Time) *loggedEvent {
+	if ev := l.byID[id]; ev != nil && ev.Created >= now.Add(-eventRetention).Unix() {
+		return ev
+	}
+	return nil
+}
+
 func listEvents(f *form, _ string) (func(*exec) *response, *apiError) {
 	if e := f.checkNames("created", "delivery_success", "ending_before", "expand", "limit", "starting_after", "type", "types"); e != nil {
 		return nil, e
@@ -199,7 +212,7 @@ func listEvents(f *form, _ string) (func(*exec) *response, *apiError) {
 		return nil, e
 	}
 	if hasType && hasTypes {
-		return nil, errInvalid("types", "parameters_exclusive", "You may only specify one of these parameters: type, types.")
+		return nil, errExclusive("types", "type", "types")
 	}
 	if len(types) > maxEventTypes {
 		return nil, errInvalid("types", "", fmt.Sprintf("You may pass at most %d types, but you passed %d.", maxEventTypes, len(types)))
@@ -230,12 +243,14 @@ func listEvents(f *form, _ string) (func(*exec) *response, *apiError) {
 		return true
 	}
 	return func(x *exec) *response {
+		// Stripe lists events of the last 30 days only.
+		lo := max(q.lo, x.now.Add(-eventRetention).Unix())
 		live := x.s.events.live()
-		window := live[sort.Search(len(live), func(i int) bool { return live[i].Created >= q.lo }):]
+		window := live[sort.Search(len(live), func(i int) bool { return live[i].Created >= lo }):]
 		window = window[:sort.Search(len(window), func(i int) bool { return window[i].Created > q.hi })]
 		var cursor *loggedEvent
 		if q.cursor != "" {
-			if cursor = x.s.events.byID[q.cursor]; cursor == nil {
+			if cursor = x.s.events.event(q.cursor, x.now); cursor == nil {
 				return errorResponse(errNoSuch(http.StatusBadRequest, "event", q.cursor, q.cursorParam()))
 			}
 		}
@@ -253,7 +268,7 @@ func retrieveEvent(f *form, id string) (func(*exec) *response, *apiError) {
 		return nil, e
 	}
 	return func(x *exec) *response {
-		ev := x.s.events.byID[id]
+		ev := x.s.events.event(id, x.now)
 		if ev == nil {
 			return errorResponse(errNoSuch(http.StatusNotFound, "event", id, "id"))
 		}

@@ -520,10 +520,20 @@ func TestEventsBound(t *testing.T) {
 	if c := e.s.Ledger().Counts; c.EventsKept != 5 || c.EventsEvicted != 3 || c.Events != 8 {
 		t.Errorf("counts %+v", c)
 	}
-	// The forgotten are gone for cursors and retrieval too.
+	// The forgotten are gone for cursors and retrieval too; so, as in
+	// Stripe, is every event more than 30 days old.
 	if len(first) != 2 {
 		t.Fatalf("the first charge made %v", first)
 	}
+	e.clock.Advance(30 * 24 * time.Hour)
+	if page, _ := e.listEventsPage(t, "limit=100"); len(page) != 5 {
+		t.Errorf("%d events 30 days on, want 5", len(page))
+	}
+	e.clock.Advance(time.Second)
+	if page, _ := e.listEventsPage(t, "limit=100"); len(page) != 0 {
+		t.Errorf("%d events 30 days and a second on, want none", len(page))
+	}
+	first = append(first, ids(all)...)
 	for _, id := range first {
 		if status, _, body := e.do(t, http.MethodGet, "/v1/events?starting_after="+id, testKey, "", nil); status != 400 || errorBody(t, body)["code"] != "resource_missing" {
 			t.Errorf("cursor %s: %d %v", id, status, body)

@@ -193,7 +193,7 @@ func createPI(f *form, _ string) (func(*exec) *response, *apiError) {
 		return nil, e
 	}
 	if hasTypes && hasAPM {
-		return nil, errInvalid("automatic_payment_methods", "parameters_exclusive", "You may only specify one of these parameters: automatic_payment_methods, payment_method_types.")
+		return nil, errExclusive("automatic_payment_methods", "automatic_payment_methods", "payment_method_types")
 	}
 	for _, t := range types {
 		if t != "card" {
@@ -570,7 +570,7 @@ func parseListQuery(f *form) (listQuery, *apiError) {
 		return q, e
 	}
 	if after != "" && before != "" {
-		return q, errInvalid("ending_before", "parameters_exclusive", "You may only specify one of these parameters: ending_before, starting_after.")
+		return q, errExclusive("ending_before", "ending_before", "starting_after")
 	}
 	q.cursor, q.backward = cmp.Or(after, before), before != ""
 	return q, nil

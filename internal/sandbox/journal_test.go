@@ -531,6 +531,11 @@ func FuzzJournalReplay(f *testing.F) {
 		[]byte(`{"k":"pm","pm":{"id":"pm_y","card":"visa","used_by":"pi_x"}}` + "\n" + `{"k":"idem","idem":{"key":"k","status":402,"body":"e30K","created":"2026-01-02T03:00:00Z"}}` + "\n"),
 		[]byte("garbage\n{\"k\":\n\n"),
 		[]byte(`{"k":"pi","i":1,"n":2,"pi":{"id":"pi_g"}}` + "\n" + `{"k":"pi","i":2,"n":2,"pi":{"id":"pi_g","seq":4}}`),
+		[]byte(`{"k":"evt","evt":{"seq":2,"id":"evt_b","type":"payment_intent.succeeded","created":5,"object":{"id":"pi_a","metadata":{"k":"v"}},"webhook":true}}` + "\n" +
+			`{"k":"evt","evt":{"seq":1,"id":"evt_a","type":"payment_intent.created","created":5,"request_id":"req_1","idempotency_key":"k","object":{}}}` + "\n" +
+			`{"k":"dlv","dlv":"evt_b"}` + "\n" + `{"k":"dlv","dlv":"evt_gone"}` + "\n" +
+			`{"k":"evt","evt":{"seq":3,"id":"evt_a","type":"x","created":-1,"object":{"a":[1,"<&>"]}}}` + "\n"),
+		[]byte(`{"k":"evt","i":1,"n":2,"evt":{"id":"evt_c","type":"t","object":{}}}` + "\n" + `{"k":"evt","evt":{"id":"evt_d","type":"t","object":[]}}` + "\n"),
 	}
 	for _, s := range seeds {
 		f.Add(s)
@@ -604,6 +609,11 @@ func serveAll(s *Server) {
 	}
 	for _, e := range s.idem.m {
 		e.response().write(httptest.NewRecorder())
+	}
+	for _, ev := range s.events.live() {
+		if _, err := json.Marshal(ev.render(ev.pendingWebhooks())); err != nil {
+			panic(fmt.Sprintf("event %s cannot be served: %v", ev.ID, err))
+		}
 	}
 }
 
