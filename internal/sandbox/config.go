@@ -27,6 +27,11 @@ const (
 	DefaultMaxIdempotencyKeys = 250_000
 	// DefaultMaxPaymentIntents bounds the PaymentIntents kept.
 	DefaultMaxPaymentIntents = 500_000
+	// DefaultMaxEvents bounds the event log (GET /v1/events). Each event
+	// holds a snapshot of its object (about 1.2 KB for a PaymentIntent),
+	// so the default costs about 150 MB at most; a gift makes two or
+	// three events, so it covers the last 30,000 gifts or more.
+	DefaultMaxEvents = 100_000
 	// DefaultWebhookQueue bounds the events waiting for delivery.
 	DefaultWebhookQueue = 10_000
 	// DefaultWebhookMaxAttempts bounds the deliveries of one event.
@@ -35,6 +40,17 @@ const (
 	// doubles with every attempt, up to an hour.
 	DefaultWebhookRetryBase = time.Second
 )
+
+// DefaultWebhookEvents are the event types a sandbox sends to its webhook
+// endpoint unless told otherwise: every type it emits but
+// payment_intent.created, which is only logged (a Stripe endpoint, too,
+// receives only the types it is enabled for).
+func DefaultWebhookEvents() []string {
+	return []string{
+		"payment_intent.succeeded", "payment_intent.payment_failed", "payment_intent.requires_action",
+		"payment_intent.canceled", "charge.refunded", "charge.dispute.created",
+	}
+}
 
 // Outage is a simulated failure of the whole API (the /_sandbox/ pages keep
 // working so that it can be switched off again).
@@ -87,6 +103,10 @@ type Options struct {
 	MaxIdempotencyKeys int
 	// MaxPaymentIntents bounds the PaymentIntents kept (default 500,000).
 	MaxPaymentIntents int
+	// MaxEvents bounds the events kept for GET /v1/events (default
+	// 100,000); beyond it the oldest is forgotten first. (Events more
+	// than 30 days old are not listed either, as in Stripe.)
+	MaxEvents int
 
 	// WebhookURL, when set, receives signed Stripe events.
 	WebhookURL string
@@ -95,6 +115,11 @@ type Options struct {
 	// WebhookAPIVersion is the events' api_version (default: the version
 	// the linked stripe-go pins).
 	WebhookAPIVersion string
+	// WebhookEvents are the event types sent to WebhookURL, as a Stripe
+	// endpoint's enabled_events: exact types, or patterns with * ("*",
+	// "payment_intent.*"). Default DefaultWebhookEvents(). Every event is
+	// logged for GET /v1/events whatever this says.
+	WebhookEvents []string
 	// WebhookQueue bounds the events waiting for delivery (default 10,000).
 	WebhookQueue int
 	// WebhookMaxAttempts bounds the deliveries of one event (default 8).
@@ -135,6 +160,12 @@ func (o Options) withDefaults() (Options, error) {
 	if o.MaxPaymentIntents == 0 {
 		o.MaxPaymentIntents = DefaultMaxPaymentIntents
 	}
+	if o.MaxEvents == 0 {
+		o.MaxEvents = DefaultMaxEvents
+	}
+	if o.WebhookEvents == nil {
+		o.WebhookEvents = DefaultWebhookEvents()
+	}
 	if o.WebhookQueue == 0 {
 		o.WebhookQueue = DefaultWebhookQueue
 	}
@@ -154,8 +185,14 @@ func (o Options) withDefaults() (Options, error) {
 	if o.IdempotencyRetention < 0 {
 		errs = append(errs, errors.New("IdempotencyRetention must not be negative"))
 	}
-	if o.MaxIdempotencyKeys < 0 || o.MaxPaymentIntents < 0 || o.WebhookQueue < 0 || o.WebhookMaxAttempts < 0 {
-		errs = append(errs, errors.New("MaxIdempotencyKeys, MaxPaymentIntents, WebhookQueue and WebhookMaxAttempts must not be negative"))
+	if o.MaxIdempotencyKeys < 0 || o.MaxPaymentIntents < 0 || o.MaxEvents < 0 || o.WebhookQueue < 0 || o.WebhookMaxAttempts < 0 {
+		errs = append(errs, errors.New("MaxIdempotencyKeys, MaxPaymentIntents, MaxEvents, WebhookQueue and WebhookMaxAttempts must not be negative"))
+	}
+	for _, t := range o.WebhookEvents {
+		if t == "" {
+			errs = append(errs, errors.New("WebhookEvents must not hold an empty type"))
+			break
+		}
 	}
 	if o.WebhookURL != "" {
 		if u, err := url.Parse(o.WebhookURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {

@@ -5,7 +5,8 @@
 //
 // It serves, with Stripe's request and response shapes (form-encoded
 // requests, JSON bodies, Stripe's error bodies, Request-Id on every
-// response):
+// response, and a Date header read from Options.Clock, not the machine's
+// clock, so that a test moving the clock by hand sees one provider time):
 //
 //	POST /v1/payment_intents              create, confirm=true confirms at once
 //	GET  /v1/payment_intents              list, newest first, cursor pagination
@@ -16,6 +17,8 @@
 //	GET  /v1/payment_methods/{id}         retrieve
 //	POST /v1/refunds                      refund, emits charge.refunded
 //	GET  /v1/refunds/{id}                 retrieve
+//	GET  /v1/events                       list, newest first, cursor pagination
+//	GET  /v1/events/{id}                  retrieve
 //
 // (publishable test keys are accepted for creating payment methods, as
 // Stripe.js uses them, and the API allows any origin, as Stripe's does),
@@ -45,6 +48,24 @@
 // the Stripe behaviour floodgate relies on; it also runs against Stripe's
 // own test mode when STRIPE_TEST_SECRET_KEY is set.
 //
+// Events. Every change emits Stripe's events (payment_intent.created,
+// .requires_action, .succeeded, .payment_failed, .canceled,
+// charge.refunded, charge.dispute.created), each carrying the object as
+// the change left it (with its metadata) and request {id,
+// idempotency_key} of the API request that caused it, both null for an
+// automatic one (the 3-D Secure verdict, a dispute). The same events are
+// logged for GET /v1/events and sent to Options.WebhookURL, for the types
+// the endpoint is enabled for (Options.WebhookEvents; by default all but
+// payment_intent.created). The list takes Stripe's parameters: limit,
+// starting_after, ending_before, created (an integer or gt/gte/lt/lte),
+// type (exact, or with * as a wildcard: "payment_intent.*"), types[] (up
+// to 20 exact names; not with type) and delivery_success: true lists the
+// events the endpoint took (2xx), false the rest: still pending, given up
+// on, or never sent (no endpoint, or not enabled for the type).
+// pending_webhooks is 1 for an event sent and not yet taken, else 0. As
+// in Stripe, events more than 30 days old (by Options.Clock) are neither
+// listed nor retrieved.
+//
 // Faults can be injected and changed while the server runs: latency, a 429
 // rate limit (token bucket, global and per endpoint), 500s before a write
 // takes effect (stored under the key, nothing charged), answers lost after
@@ -59,15 +80,22 @@
 // stored keys (default 250,000; beyond it the oldest finished key is
 // forgotten early, counted in the ledger); a webhook queue of
 // Options.WebhookQueue events plus as many awaiting a retry (default
-// 10,000; beyond it events are dropped, counted); and a journal rewritten
+// 10,000; beyond it events are dropped, counted); an event log of the
+// newest Options.MaxEvents events (default 100,000, about 1.5 KB each;
+// beyond it the oldest is forgotten, counted); and a journal rewritten
 // as a snapshot whenever it holds more than twice the records needed to
 // describe the live state (and at least 10,000).
 //
 // State lives in memory. With Options.StatePath every change is appended to
 // a JSON-lines journal (created readable by its owner only) and fsynced
 // before the response is written, and the journal is replayed on start, so
-// a restarted sandbox remembers its PaymentIntents, payment methods and
-// idempotency keys. A change the journal refuses (a full disk, a failed
+// a restarted sandbox remembers its PaymentIntents, payment methods,
+// idempotency keys and events (journaled with the change that emitted
+// them, never made again by the replay). Which events the endpoint took is
+// written with the next change, or at Close: after a crash the last few
+// may list as not delivered. Events still waiting for delivery when the
+// sandbox stops are not sent after the restart; they list as not
+// delivered. A change the journal refuses (a full disk, a failed
 // fsync) is cut off the file, undone in memory and answered with a 500
 // that carries Stripe-Should-Retry: true and is not stored under the
 // idempotency key: nothing happened, so resending executes anew. The

@@ -82,6 +82,12 @@ func errInvalid(param, code, msg string) *apiError {
 	return &apiError{status: http.StatusBadRequest, Type: typeInvalidRequest, Code: code, Param: param, Message: msg}
 }
 
+// errExclusive refuses parameters of which only one may be given; param,
+// the one blamed, is among them.
+func errExclusive(param string, names ...string) *apiError {
+	return errInvalid(param, "parameters_exclusive", fmt.Sprintf("You may only specify one of these parameters: %s.", strings.Join(names, ", ")))
+}
+
 func errMissing(param string) *apiError {
 	return errInvalid(param, "parameter_missing", fmt.Sprintf("Missing required param: %s.", param))
 }

@@ -20,7 +20,7 @@ type exec struct {
 	pis    []*paymentIntent
 	pms    []*paymentMethod
 	idems  []*idemEntry
-	events []*event
+	events []*loggedEvent
 
 	// piWas and pmWas hold, for each of pis and pms, a copy of the object
 	// as it was before the work, or nil for one the work created: what
@@ -78,65 +78,74 @@ func (x *exec) createdPM(pm *paymentMethod) {
 func (x *exec) saveIdem(e *idemEntry) { x.idems = append(x.idems, e) }
 
 // emit records a Stripe event about obj, rendered now, so that the event
-// shows the object as the change left it.
+// shows the object as the change left it. The event is logged for
+// GET /v1/events once the change is journaled (commit), and sent to the
+// webhook endpoint if it is enabled for the type (publish): the log and
+// the delivery carry the same event.
 func (x *exec) emit(typ string, obj map[string]any) {
-	x.s.stats.Events++
+	s := x.s
+	s.stats.Events++
 	x.emitted++
-	if x.s.hooks == nil {
-		return
-	}
-	var req map[string]any
-	if x.reqID != "" {
-		req = map[string]any{"id": x.reqID, "idempotency_key": nil}
-		if x.idemKey != "" {
-			req["idempotency_key"] = x.idemKey
-		}
-	}
-	id := newID("evt_", 24)
-	body, err := json.Marshal(map[string]any{
-		"id":               id,
-		"object":           "event",
-		"api_version":      x.s.hooks.version,
-		"created":          x.now.Unix(),
-		"data":             map[string]any{"object": obj},
-		"livemode":         false,
-		"pending_webhooks": 1,
-		"request":          req,
-		"type":             typ,
-	})
+	body, err := json.Marshal(obj)
 	if err != nil {
-		x.s.log.Error("sandbox could not render an event", "type", typ, "err", err)
+		s.log.Error("sandbox could not render an event", "type", typ, "err", err)
 		return
 	}
-	x.events = append(x.events, &event{id: id, typ: typ, payload: body})
+	s.eventSeq++
+	ev := &loggedEvent{Seq: s.eventSeq, ID: newID("evt_", 24), Type: typ, Created: x.now.Unix(), APIVersion: s.apiVersion,
+		Object: body, Webhook: s.hooks != nil && s.webhookWants(typ)}
+	if x.reqID != "" {
+		ev.RequestID, ev.IdempotencyKey = x.reqID, x.idemKey
+	}
+	x.events = append(x.events, ev)
 }
 
-// commit journals what x changed and fsyncs, before the answer is written.
-// When the journal refuses, x's change is undone and its events dropped:
-// the caller answers that nothing happened, which is then true in memory
-// as in the journal.
+// webhookWants reports whether the endpoint is enabled for events of typ.
+func (s *Server) webhookWants(typ string) bool {
+	for _, p := range s.opts.WebhookEvents {
+		if matchType(p, typ) {
+			return true
+		}
+	}
+	return false
+}
+
+// commit journals what x changed and fsyncs, before the answer is written,
+// then logs x's events. When the journal refuses, x's change is undone and
+// its events dropped: the caller answers that nothing happened, which is
+// then true in memory as in the journal. The journal also takes, in the
+// same write, the webhook deliveries that succeeded since the last one.
 func (s *Server) commit(x *exec) error {
-	if s.journal == nil {
-		return nil
+	wrote := false
+	if s.journal != nil {
+		var recs []record
+		for _, pi := range x.pis {
+			recs = append(recs, record{Kind: "pi", PI: pi})
+		}
+		for _, pm := range x.pms {
+			recs = append(recs, record{Kind: "pm", PM: pm})
+		}
+		for _, e := range x.idems {
+			recs = append(recs, record{Kind: "idem", Idem: e})
+		}
+		for _, ev := range x.events {
+			recs = append(recs, record{Kind: "evt", Evt: ev})
+		}
+		for _, id := range s.delivered {
+			recs = append(recs, record{Kind: "dlv", Dlv: id})
+		}
+		if len(recs) > 0 {
+			if err := s.journal.append(recs); err != nil {
+				s.undo(x)
+				return err
+			}
+			s.delivered, wrote = nil, true
+		}
 	}
-	var recs []record
-	for _, pi := range x.pis {
-		recs = append(recs, record{Kind: "pi", PI: pi})
+	for _, ev := range x.events {
+		s.events.add(ev)
 	}
-	for _, pm := range x.pms {
-		recs = append(recs, record{Kind: "pm", PM: pm})
-	}
-	for _, e := range x.idems {
-		recs = append(recs, record{Kind: "idem", Idem: e})
-	}
-	if len(recs) == 0 {
-		return nil
-	}
-	if err := s.journal.append(recs); err != nil {
-		s.undo(x)
-		return err
-	}
-	if s.journal.needsCompaction(len(s.pis) + len(s.pms) + len(s.idem.m)) {
+	if wrote && s.journal.needsCompaction(s.live()) {
 		if err := s.journal.compact(s.snapshot()); err != nil {
 			// The journal is still complete, only longer: log and go on.
 			s.log.Error("sandbox journal compaction failed", "err", err)
@@ -184,12 +193,22 @@ func (s *Server) undo(x *exec) {
 	x.events = nil
 }
 
-// publish hands x's events to the webhook sender.
+// publish hands x's events to the webhook sender, those the endpoint is
+// enabled for.
 func (s *Server) publish(x *exec) {
 	if s.hooks == nil {
 		return
 	}
 	for _, ev := range x.events {
-		s.hooks.enqueue(ev, s.cfg.WebhookDuplicateRate > 0 && s.rng.Float64() < s.cfg.WebhookDuplicateRate)
+		if !ev.Webhook {
+			continue
+		}
+		payload, err := json.Marshal(ev.render(1))
+		if err != nil {
+			s.log.Error("sandbox could not render an event", "event", ev.ID, "type", ev.Type, "err", err)
+			continue
+		}
+		s.hooks.enqueue(&event{id: ev.ID, typ: ev.Type, payload: payload},
+			s.cfg.WebhookDuplicateRate > 0 && s.rng.Float64() < s.cfg.WebhookDuplicateRate)
 	}
 }

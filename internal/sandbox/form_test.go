@@ -1,7 +1,11 @@
 package sandbox
 
 import (
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
 	"reflect"
+	"strings"
 	"testing"
 
 	"github.com/stripe/stripe-go/v85"
@@ -147,12 +151,31 @@ func FuzzParseForm(f *testing.F) {
 }
 
 // FuzzHandlers feeds arbitrary bodies to every endpoint's validation, which
-// must answer with a value or a Stripe error, never a panic.
+// must answer with a value or a Stripe error, never a panic; the reads
+// (lists, retrievals) are then executed too, on a sandbox holding a few
+// PaymentIntents and their events, and must answer 200 or a Stripe error.
 func FuzzHandlers(f *testing.F) {
 	f.Add("amount=2500&currency=eur&payment_method=pm_card_visa&confirm=true&payment_method_types[0]=card")
 	f.Add("created[gt]=1&created[lt]=9&limit=3&ending_before=pi_x&expand[0]=data.payment_method")
 	f.Add("type=card&card[number]=4242424242424242&card[exp_month]=1&card[exp_year]=2030")
 	f.Add("payment_intent=pi_x&amount=-1&metadata[a]=b")
+	f.Add("type=payment_intent.*&types[0]=a&types[]=b&delivery_success=false&created=5&starting_after=evt_x")
+	f.Add("type=*.created&limit=2&delivery_success=true&created[gte]=0")
+	s, err := New(Options{Clock: newTestClock()})
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Cleanup(func() { _ = s.Close() })
+	for _, pm := range []string{"pm_card_visa", "pm_card_chargeDeclined", "pm_card_authenticationRequired"} {
+		body := "amount=2500&currency=eur&confirm=true&payment_method_types[0]=card&payment_method=" + pm
+		req := httptest.NewRequest(http.MethodPost, "/v1/payment_intents", strings.NewReader(body))
+		req.Header.Set("Authorization", "Bearer "+testKey)
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		s.ServeHTTP(httptest.NewRecorder(), req)
+	}
+	if s.events.len() != 6 {
+		f.Fatalf("the seed made %d events, want 6", s.events.len())
+	}
 	f.Fuzz(func(t *testing.T, raw string) {
 		fm, err := parseForm(raw)
 		if err != nil {
@@ -165,6 +188,16 @@ func FuzzHandlers(f *testing.F) {
 			}
 			if e != nil && (e.status < 400 || e.Type == "" || e.Message == "") {
 				t.Fatalf("%s: malformed error %+v", ep.name, e)
+			}
+			if run == nil || ep.method != http.MethodGet {
+				continue
+			}
+			s.mu.Lock()
+			resp := run(&exec{s: s, now: s.clock.Now(), base: "http://sandbox.test"})
+			s.mu.Unlock()
+			var v map[string]any
+			if json.Unmarshal(resp.body, &v) != nil || (resp.status != 200 && (resp.status < 400 || v["error"] == nil)) {
+				t.Fatalf("%s: %d %s", ep.name, resp.status, resp.body)
 			}
 		}
 	})

@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"fmt"
 	"net/http"
+	"slices"
 	"sort"
 	"strings"
 
@@ -35,6 +36,8 @@ var endpoints = []*endpoint{
 	{method: http.MethodGet, pattern: "/v1/payment_methods/{id}", handle: retrievePM},
 	{method: http.MethodPost, pattern: "/v1/refunds", handle: createRefund},
 	{method: http.MethodGet, pattern: "/v1/refunds/{id}", handle: retrieveRefund},
+	{method: http.MethodGet, pattern: "/v1/events", handle: listEvents},
+	{method: http.MethodGet, pattern: "/v1/events/{id}", handle: retrieveEvent},
 }
 
 func init() {
@@ -190,7 +193,7 @@ func createPI(f *form, _ string) (func(*exec) *response, *apiError) {
 		return nil, e
 	}
 	if hasTypes && hasAPM {
-		return nil, errInvalid("automatic_payment_methods", "parameters_exclusive", "You may only specify one of these parameters: automatic_payment_methods, payment_method_types.")
+		return nil, errExclusive("automatic_payment_methods", "automatic_payment_methods", "payment_method_types")
 	}
 	for _, t := range types {
 		if t != "card" {
@@ -275,6 +278,7 @@ func (s *Server) createPI(x *exec, p createParams) *response {
 	}
 	s.insertPI(pi)
 	x.createdPI(pi)
+	x.emit("payment_intent.created", s.renderPI(pi, x.base, expansion{}))
 	if p.confirm {
 		return s.confirm(x, pi, pm, p.expand)
 	}
@@ -490,66 +494,130 @@ const (
 	maxListLimit     = 100
 )
 
-func listPIs(f *form, _ string) (func(*exec) *response, *apiError) {
-	if e := f.checkNames("created", "limit", "starting_after", "ending_before", "expand", "customer"); e != nil {
-		return nil, e
+// listQuery is what every list request asks: a creation range (both ends
+// included), a page size, and a cursor.
+type listQuery struct {
+	lo, hi int64
+	limit  int
+	// cursor is the object of starting_after, or of ending_before when
+	// backward; "" for the first page.
+	cursor   string
+	backward bool
+}
+
+func (q listQuery) cursorParam() string {
+	if q.backward {
+		return "ending_before"
 	}
-	lo, hi := int64(-1<<62), int64(1<<62)
+	return "starting_after"
+}
+
+// parseListQuery reads Stripe's list parameters: created (an integer, or a
+// hash of gt, gte, lt, lte), limit (1 to 100, default 10), starting_after
+// and ending_before (not both).
+func parseListQuery(f *form) (listQuery, *apiError) {
+	q := listQuery{lo: -1 << 62, hi: 1 << 62, limit: defaultListLimit}
 	if v, ok := f.get("created"); ok {
 		n, e := parseInt("created", v)
 		if e != nil {
-			return nil, e
+			return q, e
 		}
-		lo, hi = n, n
+		q.lo, q.hi = n, n
 	} else if h, ok, e := f.hash("created"); e != nil {
-		return nil, e
+		return q, e
 	} else if ok {
 		if e := checkKeys("created", h, "gt", "gte", "lt", "lte"); e != nil {
-			return nil, e
+			return q, e
 		}
 		for k, v := range h {
 			n, e := parseInt("created["+k+"]", v)
 			if e != nil {
-				return nil, e
+				return q, e
 			}
 			switch k {
 			case "gt":
-				lo = max(lo, n+1)
+				q.lo = max(q.lo, n+1)
 			case "gte":
-				lo = max(lo, n)
+				q.lo = max(q.lo, n)
 			case "lt":
-				hi = min(hi, n-1)
+				q.hi = min(q.hi, n-1)
 			case "lte":
-				hi = min(hi, n)
+				q.hi = min(q.hi, n)
 			}
 		}
 	}
-	limit := int64(defaultListLimit)
 	if v, ok, e := f.scalar("limit"); e != nil {
-		return nil, e
+		return q, e
 	} else if ok {
 		n, e := parseInt("limit", v)
 		if e != nil {
-			return nil, e
+			return q, e
 		}
 		if n < 1 {
-			return nil, errInvalid("limit", "", "This value must be greater than or equal to 1.")
+			return q, errInvalid("limit", "", "This value must be greater than or equal to 1.")
 		}
 		if n > maxListLimit {
-			return nil, errInvalid("limit", "", fmt.Sprintf("This value must be less than or equal to %d.", maxListLimit))
+			return q, errInvalid("limit", "", fmt.Sprintf("This value must be less than or equal to %d.", maxListLimit))
 		}
-		limit = n
+		q.limit = int(n)
 	}
 	after, _, e := f.scalar("starting_after")
 	if e != nil {
+		return q, e
+	}
+	before, _, e := f.scalar("ending_before")
+	if e != nil {
+		return q, e
+	}
+	if after != "" && before != "" {
+		return q, errExclusive("ending_before", "ending_before", "starting_after")
+	}
+	q.cursor, q.backward = cmp.Or(after, before), before != ""
+	return q, nil
+}
+
+// pageOf is one page of a list, newest first: of window (ascending by
+// less), the n newest items keep accepts that are older than cursor, or,
+// when backward, the n oldest that are newer than it (Stripe's
+// ending_before: the page just before the cursor's, still newest first);
+// with no cursor, the n newest. more tells whether another item beyond
+// the page is accepted. A nil keep accepts everything. The cursor need
+// not lie in the window.
+func pageOf[T any](window []*T, n int, cursor *T, backward bool, less func(a, b *T) bool, keep func(*T) bool) (page []*T, more bool) {
+	take := func(item *T) bool {
+		if keep != nil && !keep(item) {
+			return true
+		}
+		if len(page) == n {
+			more = true
+			return false
+		}
+		page = append(page, item)
+		return true
+	}
+	if backward && cursor != nil {
+		from := sort.Search(len(window), func(i int) bool { return less(cursor, window[i]) })
+		for i := from; i < len(window) && take(window[i]); i++ {
+		}
+		slices.Reverse(page)
+		return page, more
+	}
+	to := len(window)
+	if cursor != nil {
+		to = sort.Search(len(window), func(i int) bool { return !less(window[i], cursor) })
+	}
+	for i := to - 1; i >= 0 && take(window[i]); i-- {
+	}
+	return page, more
+}
+
+func listPIs(f *form, _ string) (func(*exec) *response, *apiError) {
+	if e := f.checkNames("created", "limit", "starting_after", "ending_before", "expand", "customer"); e != nil {
 		return nil, e
 	}
-	beforeID, _, e := f.scalar("ending_before")
+	q, e := parseListQuery(f)
 	if e != nil {
 		return nil, e
-	}
-	if after != "" && beforeID != "" {
-		return nil, errInvalid("ending_before", "parameters_exclusive", "You may only specify one of these parameters: ending_before, starting_after.")
 	}
 	ex, e := parseExpand(f, "data.")
 	if e != nil {
@@ -562,39 +630,23 @@ func listPIs(f *form, _ string) (func(*exec) *response, *apiError) {
 	return func(x *exec) *response {
 		s := x.s
 		// s.order is ascending by (Created, Seq); the window is the
-		// created range, and the list is the window newest first.
-		start := sort.Search(len(s.order), func(i int) bool { return s.order[i].Created >= lo })
-		end := sort.Search(len(s.order), func(i int) bool { return s.order[i].Created > hi })
+		// created range.
+		start := sort.Search(len(s.order), func(i int) bool { return s.order[i].Created >= q.lo })
+		end := sort.Search(len(s.order), func(i int) bool { return s.order[i].Created > q.hi })
 		window := s.order[start:max(start, end)]
 		if customer != "" {
 			window = nil // The sandbox has no customers, so none has PaymentIntents.
 		}
-		n := int(limit)
-		var page []*paymentIntent // ascending
-		var more bool
-		switch {
-		case after != "":
-			cur := s.pis[after]
-			if cur == nil {
-				return errorResponse(errNoSuch(http.StatusBadRequest, "payment_intent", after, "starting_after"))
+		var cursor *paymentIntent
+		if q.cursor != "" {
+			if cursor = s.pis[q.cursor]; cursor == nil {
+				return errorResponse(errNoSuch(http.StatusBadRequest, "payment_intent", q.cursor, q.cursorParam()))
 			}
-			// Older than the cursor: the items before it in the window.
-			pos := sort.Search(len(window), func(i int) bool { return !before(window[i], cur) })
-			page, more = window[max(0, pos-n):pos], pos-n > 0
-		case beforeID != "":
-			cur := s.pis[beforeID]
-			if cur == nil {
-				return errorResponse(errNoSuch(http.StatusBadRequest, "payment_intent", beforeID, "ending_before"))
-			}
-			// Newer than the cursor, the ones right next to it.
-			pos := sort.Search(len(window), func(i int) bool { return before(cur, window[i]) })
-			page, more = window[pos:min(len(window), pos+n)], pos+n < len(window)
-		default:
-			page, more = window[max(0, len(window)-n):], len(window) > n
 		}
-		data := make([]any, 0, len(page))
-		for i := len(page) - 1; i >= 0; i-- {
-			data = append(data, s.renderPI(page[i], x.base, ex))
+		page, more := pageOf(window, q.limit, cursor, q.backward, before, nil)
+		data := make([]any, len(page))
+		for i, pi := range page {
+			data[i] = s.renderPI(pi, x.base, ex)
 		}
 		return jsonResponse(http.StatusOK, map[string]any{
 			"object": "list", "data": data, "has_more": more, "url": "/v1/payment_intents",

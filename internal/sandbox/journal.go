@@ -36,13 +36,20 @@ const (
 // its key would let a retry of that key charge a second time. A single
 // record carries neither field, so journals written before groups existed
 // read as they always did.
+//
+// Events are journaled with the change that emitted them ("evt"), and the
+// webhook deliveries that succeeded ("dlv", the event's id) with the next
+// change after them, so that a restarted sandbox lists the events it
+// emitted, each as delivered as the journal knew.
 type record struct {
-	Kind string         `json:"k"` // pi, pm or idem
+	Kind string         `json:"k"` // pi, pm, idem, evt or dlv
 	I    int            `json:"i,omitempty"`
 	N    int            `json:"n,omitempty"`
 	PI   *paymentIntent `json:"pi,omitempty"`
 	PM   *paymentMethod `json:"pm,omitempty"`
 	Idem *idemEntry     `json:"idem,omitempty"`
+	Evt  *loggedEvent   `json:"evt,omitempty"`
+	Dlv  string         `json:"dlv,omitempty"`
 }
 
 // recordStart begins every record: encoding/json writes the kind first.
@@ -66,6 +73,10 @@ func (rec *record) valid() bool {
 		// net/http can write.
 		e := rec.Idem
 		return e != nil && e.Key != "" && e.Status >= 100 && e.Status <= 999
+	case "evt":
+		return rec.Evt != nil && rec.Evt.valid()
+	case "dlv":
+		return rec.Dlv != ""
 	}
 	return false
 }
@@ -168,7 +179,7 @@ func openJournal(path string, s *Server) (*journal, error) {
 		}
 	}
 	s.log.Info("sandbox journal replayed", "path", path, "records", j.records,
-		"payment_intents", len(s.pis), "payment_methods", len(s.pms), "idempotency_keys", len(s.idem.m))
+		"payment_intents", len(s.pis), "payment_methods", len(s.pms), "idempotency_keys", len(s.idem.m), "events", s.events.len())
 	return j, nil
 }
 
@@ -401,6 +412,15 @@ func (s *Server) apply(rec record) {
 		if rec.Idem != nil {
 			s.idem.restore(rec.Idem, s.clock.Now())
 		}
+	case "evt":
+		if rec.Evt != nil {
+			s.events.add(rec.Evt)
+			s.eventSeq = max(s.eventSeq, rec.Evt.Seq)
+		}
+	case "dlv":
+		if ev := s.events.byID[rec.Dlv]; ev != nil {
+			ev.Delivered = true
+		}
 	}
 }
 
@@ -541,9 +561,14 @@ func (j *journal) close() error {
 	return j.f.Close()
 }
 
+// live counts the records that describe the live state.
+func (s *Server) live() int {
+	return len(s.pis) + len(s.pms) + len(s.idem.m) + s.events.len()
+}
+
 // snapshot lists the live state as journal records.
 func (s *Server) snapshot() []record {
-	recs := make([]record, 0, len(s.pis)+len(s.pms)+len(s.idem.m))
+	recs := make([]record, 0, s.live())
 	for _, pi := range s.order {
 		recs = append(recs, record{Kind: "pi", PI: pi})
 	}
@@ -557,6 +582,9 @@ func (s *Server) snapshot() []record {
 	}
 	for _, e := range s.idem.live() {
 		recs = append(recs, record{Kind: "idem", Idem: e})
+	}
+	for _, ev := range s.events.live() {
+		recs = append(recs, record{Kind: "evt", Evt: ev})
 	}
 	return recs
 }

@@ -334,8 +334,8 @@ func TestJournalCutFails(t *testing.T) {
 		t.Errorf("the recovery was not logged:\n%s", log)
 	}
 	e.s.Close()
-	if lines := journalLines(t, path); len(lines) != 4 {
-		t.Errorf("journal has %d lines, want 4 (two PaymentIntents and their keys)", len(lines))
+	if lines := journalLines(t, path); len(lines) != 8 {
+		t.Errorf("journal has %d lines, want 8 (two PaymentIntents, their keys and two events each)", len(lines))
 	}
 	e2 := newEnv(t, Options{StatePath: path, Clock: clock})
 	l := e2.s.Ledger()
@@ -589,11 +589,14 @@ func TestJournalUndo(t *testing.T) {
 			path := filepath.Join(t.TempDir(), "sandbox.jsonl")
 			clock := newTestClock()
 			e := newEnv(t, Options{StatePath: path, Clock: clock,
-				WebhookURL: "http://hooks.test/stripe", WebhookSecret: "whsec_test", WebhookClient: acceptAll})
+				WebhookURL: "http://hooks.test/stripe", WebhookSecret: "whsec_test", WebhookClient: acceptAll, WebhookEvents: []string{"*"}})
 			var f fixture
 			if tc.setup != nil {
 				f = tc.setup(t, e)
 			}
+			// The setup's events are delivered first: a delivery
+			// marks its event, which is state too.
+			eventually(t, "the setup's webhooks sent", func() bool { return e.s.Ledger().Counts.WebhooksPending == 0 })
 			before := stateOf(t, e.s)
 			size := fileSize(t, path)
 			ff := injectFaults(t, e.s)

@@ -158,8 +158,11 @@ func TestJournalCompaction(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if records != 20 || compacted != 15 {
-		t.Errorf("records %d -> %d, want 20 -> 15 (5 PaymentIntents, 10 keys)", records, compacted)
+	// Per PaymentIntent: the decline writes it, its key and two events
+	// (created, payment_failed); the second confirmation it, its key and
+	// one event (succeeded). Compacted, the stale PaymentIntent goes.
+	if records != 35 || compacted != 30 {
+		t.Errorf("records %d -> %d, want 35 -> 30 (5 PaymentIntents, 10 keys, 15 events)", records, compacted)
 	}
 	// Writes after compaction land in the new file.
 	if _, err := e1.charge(t, "don", "pm_card_visa", "z"); err != nil {
@@ -267,19 +270,22 @@ func TestJournalTornInTheMiddle(t *testing.T) {
 			}
 		}
 		e.s.Close()
+		// Each charge writes its PaymentIntent, its key and two
+		// events (created, succeeded) as one group.
+		const perCharge = 4
 		lines := journalLines(t, path)
-		if len(lines) != 6 {
-			t.Fatalf("%d lines, want 6 (a PaymentIntent and its key per charge)", len(lines))
+		if len(lines) != 3*perCharge {
+			t.Fatalf("%d lines, want %d (a PaymentIntent, its key and two events per charge)", len(lines), 3*perCharge)
 		}
 		// The second charge's write stopped 40 bytes in; the third
 		// was appended right after.
 		var raw []byte
-		for _, l := range lines[:2] {
+		for _, l := range lines[:perCharge] {
 			raw = append(append(raw, l...), '\n')
 		}
 		at := int64(len(raw))
-		raw = append(raw, lines[2][:40]...)
-		for _, l := range lines[4:] {
+		raw = append(raw, lines[perCharge][:40]...)
+		for _, l := range lines[2*perCharge:] {
 			raw = append(append(raw, l...), '\n')
 		}
 		s, log := openDamaged(t, raw, clock)
@@ -525,6 +531,11 @@ func FuzzJournalReplay(f *testing.F) {
 		[]byte(`{"k":"pm","pm":{"id":"pm_y","card":"visa","used_by":"pi_x"}}` + "\n" + `{"k":"idem","idem":{"key":"k","status":402,"body":"e30K","created":"2026-01-02T03:00:00Z"}}` + "\n"),
 		[]byte("garbage\n{\"k\":\n\n"),
 		[]byte(`{"k":"pi","i":1,"n":2,"pi":{"id":"pi_g"}}` + "\n" + `{"k":"pi","i":2,"n":2,"pi":{"id":"pi_g","seq":4}}`),
+		[]byte(`{"k":"evt","evt":{"seq":2,"id":"evt_b","type":"payment_intent.succeeded","created":5,"object":{"id":"pi_a","metadata":{"k":"v"}},"webhook":true}}` + "\n" +
+			`{"k":"evt","evt":{"seq":1,"id":"evt_a","type":"payment_intent.created","created":5,"request_id":"req_1","idempotency_key":"k","object":{}}}` + "\n" +
+			`{"k":"dlv","dlv":"evt_b"}` + "\n" + `{"k":"dlv","dlv":"evt_gone"}` + "\n" +
+			`{"k":"evt","evt":{"seq":3,"id":"evt_a","type":"x","created":-1,"object":{"a":[1,"<&>"]}}}` + "\n"),
+		[]byte(`{"k":"evt","i":1,"n":2,"evt":{"id":"evt_c","type":"t","object":{}}}` + "\n" + `{"k":"evt","evt":{"id":"evt_d","type":"t","object":[]}}` + "\n"),
 	}
 	for _, s := range seeds {
 		f.Add(s)
@@ -598,6 +609,11 @@ func serveAll(s *Server) {
 	}
 	for _, e := range s.idem.m {
 		e.response().write(httptest.NewRecorder())
+	}
+	for _, ev := range s.events.live() {
+		if _, err := json.Marshal(ev.render(ev.pendingWebhooks())); err != nil {
+			panic(fmt.Sprintf("event %s cannot be served: %v", ev.ID, err))
+		}
 	}
 }
 

@@ -59,7 +59,12 @@ type Counts struct {
 	LostAnswers        int64 `json:"lost_answers"`
 	Outage             int64 `json:"outage"`
 
+	// Events counts the events emitted; EventsKept those GET /v1/events
+	// can still list, EventsEvicted those forgotten past
+	// Options.MaxEvents.
 	Events            int64 `json:"events"`
+	EventsKept        int   `json:"events_kept"`
+	EventsEvicted     int64 `json:"events_evicted"`
 	WebhooksDelivered int64 `json:"webhooks_delivered"`
 	WebhooksFailed    int64 `json:"webhook_attempts_failed"`
 	WebhooksDropped   int64 `json:"webhooks_dropped"`
@@ -132,6 +137,7 @@ func (s *Server) ledger(donationID string, entries bool) Ledger {
 		}
 	}
 	c.IdempotencyEvicted = s.idem.evicted
+	c.EventsKept, c.EventsEvicted = s.events.len(), s.events.evicted
 	if h := s.hooks; h != nil {
 		c.WebhooksDelivered = h.delivered.Load()
 		c.WebhooksFailed = h.failed.Load()

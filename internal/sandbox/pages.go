@@ -166,7 +166,9 @@ func (s *Server) serveVerdict(w http.ResponseWriter, r *http.Request) {
 	pi, e := s.challengeFor(r)
 	var x *exec
 	if e == nil {
-		x = s.newExec(r, w.Header().Get("Request-Id"), "")
+		// The donor's bank decides, not an API request: the events
+		// name no request, as Stripe's automatic events do.
+		x = s.newExec(r, "", "")
 		e = s.authenticated(x, pi, verdict == "complete")
 	}
 	var jerr error

@@ -1,6 +1,7 @@
 package sandbox
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -54,8 +55,15 @@ type Server struct {
 	refunds   map[string]*paymentIntent
 	seq       int64
 	idem      *idemStore
+	events    *eventLog
+	eventSeq  int64
+	// delivered lists the events delivered since the journal's last
+	// write, which the next write records.
+	delivered []string
 	journal   *journal
 	stats     Counts
+	// apiVersion is the api_version of the events.
+	apiVersion string
 
 	// beforeExec, when set, runs after a write's idempotency key is
 	// reserved and before it executes; tests use it to hold a request in
@@ -88,6 +96,9 @@ func New(opts Options) (*Server, error) {
 		charges: map[string]*paymentIntent{},
 		refunds: map[string]*paymentIntent{},
 		idem:    newIdemStore(opts.IdempotencyRetention, opts.MaxIdempotencyKeys),
+		events:  newEventLog(opts.MaxEvents),
+
+		apiVersion: cmp.Or(opts.WebhookAPIVersion, stripe.APIVersion),
 	}
 	s.resetLimiters()
 	if opts.StatePath != "" {
@@ -121,17 +132,30 @@ func (s *Server) Start(ctx context.Context) error {
 // those still queued wait for the next Start.
 func (s *Server) Stop() { s.Base.Stop() }
 
-// Close stops the webhook sender and closes the journal. It is safe to
-// call more than once.
+// Close stops the webhook sender and closes the journal, having written
+// to it the deliveries it does not hold yet. It is safe to call more than
+// once.
 func (s *Server) Close() error {
 	s.closeOnce.Do(func() {
 		s.Stop()
 		s.mu.Lock()
 		defer s.mu.Unlock()
-		if s.journal != nil {
-			s.closeErr = s.journal.close()
-			s.journal = nil
+		if s.journal == nil {
+			return
 		}
+		if len(s.delivered) > 0 {
+			recs := make([]record, len(s.delivered))
+			for i, id := range s.delivered {
+				recs[i] = record{Kind: "dlv", Dlv: id}
+			}
+			if err := s.journal.append(recs); err != nil {
+				// Those events read as not delivered after a restart.
+				s.log.Error("sandbox journal: the latest webhook deliveries could not be recorded", "events", len(recs), "err", err)
+			}
+			s.delivered = nil
+		}
+		s.closeErr = s.journal.close()
+		s.journal = nil
 	})
 	return s.closeErr
 }
@@ -177,8 +201,9 @@ func burst(r float64) int {
 }
 
 // ServeHTTP serves Stripe's API under /v1/ and the sandbox's own pages under
-// /_sandbox/.
-func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+// /_sandbox/. Every answer is dated by Options.Clock.
+func (s *Server) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
+	w := &datedWriter{ResponseWriter: rw, clock: s.clock}
 	reqID := newID("req_", 14)
 	w.Header().Set("Request-Id", reqID)
 	if strings.HasPrefix(r.URL.Path, "/_sandbox/") {
@@ -187,6 +212,35 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	s.serveAPI(w, r, reqID)
 }
+
+// datedWriter sets the Date header from the sandbox's clock when the
+// answer's header is written (net/http would use the machine's), so that a
+// client whose tests move the clock by hand reads one consistent provider
+// time: an object's created is never later than the Date of the answer
+// that made it.
+type datedWriter struct {
+	http.ResponseWriter
+	clock floodgate.Clock
+	dated bool
+}
+
+func (w *datedWriter) WriteHeader(code int) {
+	if !w.dated {
+		w.dated = true
+		w.Header().Set("Date", w.clock.Now().UTC().Format(http.TimeFormat))
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *datedWriter) Write(b []byte) (int, error) {
+	if !w.dated {
+		w.WriteHeader(http.StatusOK)
+	}
+	return w.ResponseWriter.Write(b)
+}
+
+// Unwrap lets http.ResponseController reach the connection (abort).
+func (w *datedWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
 func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request, reqID string) {
 	// Stripe's API answers browsers too (Stripe.js tokenises cards with a

@@ -13,8 +13,6 @@ import (
 	"strconv"
 	"sync/atomic"
 	"time"
-
-	"github.com/stripe/stripe-go/v85"
 )
 
 // maxRetryDelay caps the wait between deliveries of one event.
@@ -37,13 +35,12 @@ type event struct {
 // signature's timestamp comes from Options.Clock, so that tests can make
 // it stale.
 type webhooks struct {
-	s       *Server
-	url     string
-	secret  string
-	version string
-	client  *http.Client
-	queue   chan *event
-	rng     *rand.Rand // the worker's own: shuffling needs no lock
+	s      *Server
+	url    string
+	secret string
+	client *http.Client
+	queue  chan *event
+	rng    *rand.Rand // the worker's own: shuffling needs no lock
 
 	delivered atomic.Int64
 	failed    atomic.Int64 // attempts answered with an error or non-2xx
@@ -56,12 +53,8 @@ func newWebhooks(s *Server, seed uint64) *webhooks {
 	if client == nil {
 		client = &http.Client{Timeout: 10 * time.Second}
 	}
-	version := s.opts.WebhookAPIVersion
-	if version == "" {
-		version = stripe.APIVersion
-	}
 	return &webhooks{
-		s: s, url: s.opts.WebhookURL, secret: s.opts.WebhookSecret, version: version, client: client,
+		s: s, url: s.opts.WebhookURL, secret: s.opts.WebhookSecret, client: client,
 		queue: make(chan *event, s.opts.WebhookQueue),
 		rng:   rand.New(rand.NewPCG(seed^0x5bd1e995, seed)),
 	}
@@ -143,6 +136,9 @@ func (h *webhooks) run(ctx context.Context) {
 			}
 			err := h.deliver(ctx, ev)
 			if err == nil {
+				// Marked before the counts move, so that whoever sees
+				// the counts sees the event delivered.
+				h.s.markDelivered(ev.id)
 				h.delivered.Add(1)
 				h.pending.Add(-1)
 				continue

@@ -158,7 +158,9 @@ func TestWebhooks(t *testing.T) {
 		t.Errorf("%d events, want %d", len(events), len(want))
 	}
 	eventually(t, "delivery counts", func() bool { return e.s.Ledger().Counts.WebhooksDelivered == int64(len(want)) })
-	if c := e.s.Ledger().Counts; c.WebhooksPending != 0 || c.Events != int64(len(want)) {
+	// payment_intent.created, one per PaymentIntent, is logged but not
+	// sent: the endpoint is not enabled for it by default.
+	if c := e.s.Ledger().Counts; c.WebhooksPending != 0 || c.Events != int64(len(want)+3) || c.EventsKept != len(want)+3 {
 		t.Errorf("counts %+v", c)
 	}
 }
