@@ -214,7 +214,7 @@ type Sweeps interface {
 	// each order of swept, as ApplySweep decides; an order that changed
 	// since the sweep saw it is left alone. It returns how many were
 	// recorded.
-	RecordSweep(ctx context.Context, swept []SweptOrder, started, now time.Time) (int, error)
+	RecordSweep(ctx context.Context, swept []SweptOrder, start SweepStart, now time.Time) (int, error)
 	// SweptNewKey moves an order whose outcome at generation from was
 	// unknown to a new key generation and back to the line, as
 	// ApplySweptNewKey decides, and returns it as it now is. ENOTFOUND;

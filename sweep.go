@@ -69,27 +69,59 @@ func ApplyUnknown(o *PaymentOrder, token int64, w Window, at, now time.Time) (Tr
 	return newTransition(o, &next, line, at), nil
 }
 
-// ApplySweep decides recording that a complete sweep, started at started
-// (the provider's clock), covered o's window and found no PaymentIntent
-// for it, the sweep having seen o as seen. o must still be processing with
-// an unknown outcome, at the generation and with the count of sweeps the
-// sweep saw (ESTATE otherwise: it was settled, moved on, or another sweep
-// was recorded first), and the sweep must have started after the last one
-// recorded (ESTATE otherwise). Sweeps grows by one and SweptAt becomes
-// started; the history gains no line.
-func ApplySweep(o *PaymentOrder, seen SweptOrder, started, at time.Time) (Transition, error) {
+// SweepStart bounds when a sweep started on the provider's clock: no
+// earlier than Earliest, no later than Latest (see ProviderClock).
+type SweepStart struct {
+	Earliest, Latest time.Time
+}
+
+// SweepStartAt is a sweep start known exactly (tests, a provider clock
+// read without doubt).
+func SweepStartAt(t time.Time) SweepStart { return SweepStart{Earliest: t, Latest: t} }
+
+// SweepAfterWindow is how long after an order's window ends a sweep must
+// start to count for it: the provider stamps created in whole seconds, so
+// a PaymentIntent created at the window's last second shows only once
+// that second is over.
+const SweepAfterWindow = time.Second
+
+// SweepGap is how long after the latest a counted sweep can have started
+// the next sweep that counts for the same order may start, at the
+// earliest: a create that was executing while the first sweep read its
+// pages shows by then.
+const SweepGap = 3 * time.Second
+
+// ApplySweep decides recording that a complete sweep, started within
+// start (the provider's clock), covered o's window and found no
+// PaymentIntent for it, the sweep having seen o as seen. o must still be
+// processing with an unknown outcome, at the generation and with the
+// count of sweeps the sweep saw (ESTATE otherwise: it was settled, moved
+// on, or another sweep was recorded first). The sweep counts only if it
+// started at least SweepAfterWindow after the window ended and at least
+// SweepGap after the latest the sweep recorded before can have started
+// (ESTATE otherwise): whatever the sweeper does, the store never counts a
+// sweep that cannot prove absence. Sweeps grows by one and SweptAt
+// becomes the latest this one can have started; the history gains no
+// line.
+func ApplySweep(o *PaymentOrder, seen SweptOrder, start SweepStart, at time.Time) (Transition, error) {
 	if err := checkUnknown(o, seen.Attempt); err != nil {
 		return Transition{}, err
 	}
 	if o.Sweeps != seen.Sweeps {
 		return Transition{}, Errorf(ESTATE, "%s has %d sweeps recorded, not %d.", o.Kind.noun(), o.Sweeps, seen.Sweeps)
 	}
-	if o.SweptAt != nil && !started.After(*o.SweptAt) {
-		return Transition{}, Errorf(ESTATE, "A sweep that started at %s is recorded already.", o.SweptAt.UTC().Format(time.RFC3339))
+	if start.Earliest.Before(o.UnknownTo.Add(SweepAfterWindow)) {
+		return Transition{}, Errorf(ESTATE, "A sweep that started at %s, before %s after the window %s ended, proves nothing.",
+			start.Earliest.UTC().Format(time.RFC3339Nano), SweepAfterWindow, Window{*o.UnknownFrom, *o.UnknownTo})
 	}
+	if o.SweptAt != nil && start.Earliest.Before(o.SweptAt.Add(SweepGap)) {
+		return Transition{}, Errorf(ESTATE, "A sweep that started at %s, less than %s after the one recorded at %s, proves nothing more.",
+			start.Earliest.UTC().Format(time.RFC3339Nano), SweepGap, o.SweptAt.UTC().Format(time.RFC3339Nano))
+	}
+	latest := start.Latest
 	next := *o
 	next.Sweeps++
-	next.SweptAt = &started
+	next.SweptAt = &latest
 	next.UpdatedAt = at
 	return newTransition(o, &next, nil, at), nil
 }

@@ -81,50 +81,69 @@ func TestApplyUnknown(t *testing.T) {
 }
 
 func TestApplySweep(t *testing.T) {
+	// sweepWindow ends at t0+3s.
 	first, second := t0.Add(10*time.Second), t0.Add(14*time.Second)
-	sweep := func(seen SweptOrder, started time.Time) func(*PaymentOrder) (Transition, error) {
-		return func(d *PaymentOrder) (Transition, error) { return ApplySweep(d, seen, started, t1) }
+	sweep := func(seen SweptOrder, start SweepStart) func(*PaymentOrder) (Transition, error) {
+		return func(d *PaymentOrder) (Transition, error) { return ApplySweep(d, seen, start, t1) }
 	}
 	runTransitions(t, []transitionCase{{
-		name:   "the first sweep is counted",
+		name:   "the first sweep is counted, at the latest it can have started",
 		before: unknownIn(sweepWindow, 0, nil),
-		decide: sweep(SweptOrder{ID: "po_1", Attempt: 0, Sweeps: 0}, first),
+		decide: sweep(SweptOrder{ID: "po_1", Attempt: 0, Sweeps: 0}, SweepStart{Earliest: first.Add(-time.Second), Latest: first}),
 		want: func(d *PaymentOrder) {
 			d.Sweeps, d.SweptAt, d.UpdatedAt = 1, timeAt(first), t1
 		},
 		changed: []OrderField{FieldSweeps, FieldSweptAt, FieldUpdatedAt},
 	}, {
+		name:   "a sweep starting exactly a second after the window is counted",
+		before: unknownIn(sweepWindow, 0, nil),
+		decide: sweep(SweptOrder{ID: "po_1"}, SweepStartAt(sweepWindow.To.Add(time.Second))),
+		want: func(d *PaymentOrder) {
+			d.Sweeps, d.SweptAt, d.UpdatedAt = 1, timeAt(sweepWindow.To.Add(time.Second)), t1
+		},
+		changed: []OrderField{FieldSweeps, FieldSweptAt, FieldUpdatedAt},
+	}, {
 		name:   "the second sweep is counted",
 		before: unknownIn(sweepWindow, 1, timeAt(first)),
-		decide: sweep(SweptOrder{ID: "po_1", Attempt: 0, Sweeps: 1}, second),
+		decide: sweep(SweptOrder{ID: "po_1", Attempt: 0, Sweeps: 1}, SweepStartAt(second)),
 		want: func(d *PaymentOrder) {
 			d.Sweeps, d.SweptAt, d.UpdatedAt = 2, timeAt(second), t1
 		},
 		changed: []OrderField{FieldSweeps, FieldSweptAt, FieldUpdatedAt},
 	}, {
+		name:   "refused: a sweep that may have started within a second of the window's end",
+		before: unknownIn(sweepWindow, 0, nil),
+		decide: sweep(SweptOrder{ID: "po_1"}, SweepStart{Earliest: sweepWindow.To.Add(999 * time.Millisecond), Latest: first}),
+		code:   ESTATE,
+	}, {
+		name:   "refused: a second sweep that may have started within SweepGap of the first",
+		before: unknownIn(sweepWindow, 1, timeAt(first)),
+		decide: sweep(SweptOrder{ID: "po_1", Attempt: 0, Sweeps: 1}, SweepStart{Earliest: first.Add(SweepGap - time.Millisecond), Latest: second}),
+		code:   ESTATE,
+	}, {
 		name:   "refused: another sweep was recorded first",
 		before: unknownIn(sweepWindow, 1, timeAt(first)),
-		decide: sweep(SweptOrder{ID: "po_1", Attempt: 0, Sweeps: 0}, second),
+		decide: sweep(SweptOrder{ID: "po_1", Attempt: 0, Sweeps: 0}, SweepStartAt(second)),
 		code:   ESTATE, msg: "Donation has 1 sweeps recorded, not 0.",
 	}, {
 		name:   "refused: a sweep that started no later than the last one",
 		before: unknownIn(sweepWindow, 1, timeAt(first)),
-		decide: sweep(SweptOrder{ID: "po_1", Attempt: 0, Sweeps: 1}, first),
+		decide: sweep(SweptOrder{ID: "po_1", Attempt: 0, Sweeps: 1}, SweepStartAt(first)),
 		code:   ESTATE,
 	}, {
 		name:   "refused: a new key since",
 		before: unknownIn(sweepWindow, 0, nil),
-		decide: sweep(SweptOrder{ID: "po_1", Attempt: 1, Sweeps: 0}, first),
+		decide: sweep(SweptOrder{ID: "po_1", Attempt: 1, Sweeps: 0}, SweepStartAt(first)),
 		code:   ESTATE, msg: "Donation is processing at key generation 0, not processing at 1.",
 	}, {
 		name:   "refused: no unknown outcome (claimed again, or never unknown)",
 		before: orderIn(StatusProcessing),
-		decide: sweep(SweptOrder{ID: "po_1"}, first),
+		decide: sweep(SweptOrder{ID: "po_1"}, SweepStartAt(first)),
 		code:   ESTATE, msg: "Donation has no unknown outcome.",
 	}, {
 		name:   "refused: settled meanwhile (a webhook)",
 		before: orderIn(StatusSucceeded),
-		decide: sweep(SweptOrder{ID: "po_1"}, first),
+		decide: sweep(SweptOrder{ID: "po_1"}, SweepStartAt(first)),
 		code:   ESTATE, msg: "Donation is succeeded at key generation 0, not processing at 0.",
 	}})
 }

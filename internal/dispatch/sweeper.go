@@ -18,12 +18,6 @@ const SweeperLease = "sweeper"
 // sweeps may take by default.
 const DefaultLookupShare = 0.2
 
-// sweepGap is how long after a sweep (both on the provider's clock) the
-// next one that may prove the same absence can start: PaymentIntents are
-// stamped in whole seconds, and a create that was executing while the
-// first sweep read its page shows by the second.
-const sweepGap = 3 * time.Second
-
 // windowMargin widens an order's window on both sides beyond what the
 // provider's Date headers bound (see floodgate.ProviderClock).
 const windowMargin = time.Second
@@ -61,7 +55,7 @@ type SweeperStore interface {
 // with the PaymentIntents created in those windows, not with the number of
 // unknown orders. An order no sweep found is moved to a new key only after
 // floodgate.AbsenceSweeps complete sweeps, each begun at least a second
-// after its window ended and sweepGap after the one before, found nothing
+// after its window ended and floodgate.SweepGap after the one before, found nothing
 // (see sweep). One sweeper works for the cluster at a time, under a lease
 // in the store; what the sweeps proved is recorded on the orders, so a
 // restart does not sweep it again.
@@ -168,7 +162,7 @@ func (s *Sweeper) round(ctx context.Context) {
 // PaymentIntent stamped within the window can still be created after the
 // sweep began reading, unless the provider itself makes one later (its
 // own recovery of a 5xx), which is why absence takes two complete sweeps
-// at least sweepGap apart (the second measured from the latest the
+// at least floodgate.SweepGap apart (the second measured from the latest the
 // provider's clock could have read at the first), and why a settlement
 // from a webhook in between ends the order's unknown state, so the new
 // key (written compare-and-set on the order's generation and sweeps) is
@@ -234,7 +228,7 @@ func (s *Sweeper) sweep(ctx context.Context) error {
 	if len(swept) == 0 {
 		return nil
 	}
-	if _, err := s.store.RecordSweep(ctx, swept, startHigh, now); err != nil {
+	if _, err := s.store.RecordSweep(ctx, swept, floodgate.SweepStart{Earliest: startLow, Latest: startHigh}, now); err != nil {
 		return err
 	}
 	for _, o := range last {
@@ -257,12 +251,12 @@ func (s *Sweeper) sweep(ctx context.Context) error {
 // sweepDue reports whether a sweep starting when the provider's clock
 // reads startLow at the earliest may count for o: o's window ended at
 // least a second before, and, after a first sweep, the last one started
-// at least sweepGap before.
+// at least floodgate.SweepGap before.
 func sweepDue(o *floodgate.PaymentOrder, startLow time.Time) bool {
-	if o.UnknownFrom == nil || o.UnknownTo == nil || o.UnknownTo.Add(time.Second).After(startLow) {
+	if o.UnknownFrom == nil || o.UnknownTo == nil || o.UnknownTo.Add(floodgate.SweepAfterWindow).After(startLow) {
 		return false
 	}
-	return o.SweptAt == nil || !o.SweptAt.Add(sweepGap).After(startLow)
+	return o.SweptAt == nil || !o.SweptAt.Add(floodgate.SweepGap).After(startLow)
 }
 
 // list reads every page of the PaymentIntents created in span and returns

@@ -13,7 +13,7 @@ func at(t time.Time) *time.Time { return &t }
 // TestSweepDue holds the rules a sweep must meet to count for an order:
 // its window ended at least a second before the earliest the provider's
 // clock can read as the sweep starts, and a second sweep starts at least
-// sweepGap after the latest the first could have started.
+// floodgate.SweepGap after the latest the first could have started.
 func TestSweepDue(t *testing.T) {
 	t0 := time.Date(2026, 12, 4, 20, 0, 0, 0, time.UTC)
 	unknown := func(to time.Time, sweptAt *time.Time) *floodgate.PaymentOrder {
@@ -29,7 +29,7 @@ func TestSweepDue(t *testing.T) {
 		{"window ended a second before", unknown(t0, nil), t0.Add(time.Second), true},
 		{"window ended less than a second before", unknown(t0, nil), t0.Add(999 * time.Millisecond), false},
 		{"window not ended", unknown(t0, nil), t0, false},
-		{"second sweep sweepGap after the first", unknown(t0, at(t0.Add(2*time.Second))), t0.Add(5 * time.Second), true},
+		{"second sweep floodgate.SweepGap after the first", unknown(t0, at(t0.Add(2*time.Second))), t0.Add(5 * time.Second), true},
 		{"second sweep too soon", unknown(t0, at(t0.Add(2*time.Second))), t0.Add(4900 * time.Millisecond), false},
 		{"not unknown", &floodgate.PaymentOrder{ID: "po_1"}, t0, false},
 	} {

@@ -114,7 +114,7 @@ func TestSweepsOnTheDatabaseClock(t *testing.T) {
 	}
 	started := w.To.Add(time.Minute)
 	for i := range floodgate.AbsenceSweeps {
-		if n, err := ahead.RecordSweep(ctx, []floodgate.SweptOrder{{ID: o.ID, Sweeps: i}}, started.Add(time.Duration(i)*time.Minute), aheadClock.Now()); err != nil || n != 1 {
+		if n, err := ahead.RecordSweep(ctx, []floodgate.SweptOrder{{ID: o.ID, Sweeps: i}}, floodgate.SweepStartAt(started.Add(time.Duration(i)*time.Minute)), aheadClock.Now()); err != nil || n != 1 {
 			t.Fatalf("sweep %d = %d, %v", i+1, n, err)
 		}
 	}

@@ -33,11 +33,11 @@ func (s *Store) Unknowns(ctx context.Context, n int) ([]*floodgate.PaymentOrder,
 // wait on each other in a cycle), each is decided as it now is, and every
 // change is written in one batch. One that is gone, or changed since the
 // sweep saw it (ApplySweep's ESTATE), is skipped.
-func (s *Store) RecordSweep(ctx context.Context, swept []floodgate.SweptOrder, started, now time.Time) (int, error) {
+func (s *Store) RecordSweep(ctx context.Context, swept []floodgate.SweptOrder, start floodgate.SweepStart, now time.Time) (int, error) {
 	if len(swept) == 0 {
 		return 0, nil
 	}
-	started, now = micro(started), micro(now)
+	start.Earliest, start.Latest, now = micro(start.Earliest), micro(start.Latest), micro(now)
 	paysFor := make([]string, len(swept))
 	for i, seen := range swept {
 		paysFor[i] = floodgate.PaysForOf(floodgate.KindDonation, seen.ID)
@@ -60,7 +60,7 @@ func (s *Store) RecordSweep(ctx context.Context, swept []floodgate.SweptOrder, s
 			if o == nil {
 				continue
 			}
-			t, refused := floodgate.ApplySweep(o, seen, started, now)
+			t, refused := floodgate.ApplySweep(o, seen, start, now)
 			if refused != nil {
 				if floodgate.ErrorCode(refused) != floodgate.ESTATE {
 					return refused

@@ -28,7 +28,7 @@ func (s *Store) Unknowns(ctx context.Context, n int) ([]*floodgate.PaymentOrder,
 // RecordSweep implements floodgate.Store: each order is changed as move
 // changes one, all in one write transaction; one that is gone, or changed
 // since the sweep saw it (ApplySweep's ESTATE), is skipped.
-func (s *Store) RecordSweep(ctx context.Context, swept []floodgate.SweptOrder, started, now time.Time) (int, error) {
+func (s *Store) RecordSweep(ctx context.Context, swept []floodgate.SweptOrder, start floodgate.SweepStart, now time.Time) (int, error) {
 	if len(swept) == 0 {
 		return 0, nil
 	}
@@ -41,7 +41,7 @@ func (s *Store) RecordSweep(ctx context.Context, swept []floodgate.SweptOrder, s
 	for _, seen := range swept {
 		where, arg := byOrderID(seen.ID)
 		_, refused, err := s.change(ctx, tx, where, arg, func(o *floodgate.PaymentOrder, _ time.Time) (floodgate.Transition, error) {
-			return floodgate.ApplySweep(o, seen, started, now)
+			return floodgate.ApplySweep(o, seen, start, now)
 		})
 		switch {
 		case errors.Is(err, sql.ErrNoRows):

@@ -951,9 +951,9 @@ func testTransitions(t *testing.T, open Opener) {
 		started := Epoch.Add(time.Duration(10+i) * time.Minute)
 		seen := floodgate.SweptOrder{ID: u.OrderID, Sweeps: i}
 		step(fmt.Sprintf("sweep %d", i+1), u, func(o *floodgate.PaymentOrder, at time.Time) (floodgate.Transition, error) {
-			return floodgate.ApplySweep(o, seen, started, at)
+			return floodgate.ApplySweep(o, seen, floodgate.SweepStartAt(started), at)
 		}, func(at time.Time) (*floodgate.PaymentOrder, error) {
-			if n, err := s.RecordSweep(f.ctx, []floodgate.SweptOrder{seen}, started, at); err != nil || n != 1 {
+			if n, err := s.RecordSweep(f.ctx, []floodgate.SweptOrder{seen}, floodgate.SweepStartAt(started), at); err != nil || n != 1 {
 				return nil, fmt.Errorf("RecordSweep = %d, %v", n, err)
 			}
 			return f.order(u), nil

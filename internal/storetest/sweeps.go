@@ -38,7 +38,7 @@ func (f *fixture) markUnknown(o *floodgate.PaymentOrder, w floodgate.Window) *fl
 // recorded.
 func (f *fixture) recordSweep(started time.Time, n int, swept ...floodgate.SweptOrder) {
 	f.tb.Helper()
-	got, err := f.store.RecordSweep(f.ctx, swept, started, f.clock.Now())
+	got, err := f.store.RecordSweep(f.ctx, swept, floodgate.SweepStartAt(started), f.clock.Now())
 	if err != nil || got != n {
 		f.tb.Fatalf("RecordSweep(%+v) = %d, %v; want %d recorded", swept, got, err, n)
 	}
@@ -227,7 +227,7 @@ func testRecordSweep(t *testing.T, open Opener) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			n, err := f.store.RecordSweep(f.ctx, swept, second, f.clock.Now())
+			n, err := f.store.RecordSweep(f.ctx, swept, floodgate.SweepStartAt(second), f.clock.Now())
 			mu.Lock()
 			defer mu.Unlock()
 			total += n
