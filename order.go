@@ -166,6 +166,14 @@ type PaymentOrder struct {
 	// started, on the provider's clock.
 	Sweeps  int
 	SweptAt *time.Time
+	// UnknownCause is the class of the failure that hid the outcome
+	// (Decision.Class: "server" for a stored 5xx, "idempotency", ...).
+	UnknownCause string
+	// Absences counts the new keys sweeps gave the order because none
+	// found a payment, since the payer's last payment method: a hidden
+	// outcome that is not the provider's own failure is not tried for
+	// ever (see MaxAbsences).
+	Absences int
 
 	CreatedAt time.Time
 	UpdatedAt time.Time

@@ -201,11 +201,12 @@ type Line interface {
 // token) ends it.
 type Sweeps interface {
 	// MarkUnknown hands the order held by c to the sweeps, any
-	// PaymentIntent its current key made having been created within w, as
+	// PaymentIntent its current key made having been created within w,
+	// cause being the class of the failure that hid the outcome, as
 	// ApplyUnknown decides, and returns the order as it now is. ENOTFOUND;
 	// ESTATE unless processing and held by c; EINVALID for an empty
 	// window.
-	MarkUnknown(ctx context.Context, c Claim, w Window, now time.Time) (*PaymentOrder, error)
+	MarkUnknown(ctx context.Context, c Claim, w Window, cause string, now time.Time) (*PaymentOrder, error)
 	// Unknowns returns up to n orders whose outcome is unknown, the
 	// earliest window first (then by place in line). n <= 0 returns none.
 	Unknowns(ctx context.Context, n int) ([]*PaymentOrder, error)

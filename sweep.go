@@ -37,19 +37,34 @@ const AbsenceSweeps = 2
 // clearUnknown forgets that next's outcome was unknown: it is settled, or
 // moves to a new key.
 func clearUnknown(next *PaymentOrder) {
-	next.UnknownFrom, next.UnknownTo, next.Sweeps, next.SweptAt = nil, nil, 0, nil
+	next.UnknownFrom, next.UnknownTo, next.Sweeps, next.SweptAt, next.UnknownCause = nil, nil, 0, nil, ""
+}
+
+// MaxAbsences bounds the new keys sweeps give an order because none found
+// a payment, when the outcome was hidden by something other than the
+// provider's own failure (an idempotency error, a payment method the
+// provider says is used already): after that many, the order fails
+// (processing_error), which is safe, and the payer may bring another
+// payment method. Against a failing provider (cause "server") keys are
+// renewed for as long as the failure lasts, the sweeps pacing them.
+const MaxAbsences = 3
+
+// GivesUp reports whether o, whose outcome two sweeps found no payment
+// for, fails instead of taking another key (see MaxAbsences).
+func (o *PaymentOrder) GivesUp() bool {
+	return o.UnknownCause != string(ProviderServer) && o.Absences+1 >= MaxAbsences
 }
 
 // ApplyUnknown decides handing o, held by the claim that issued token, to
 // the sweeps at at (now being the store's clock): the outcome of its
-// current key is unknown, and any PaymentIntent the key made was created
-// within w. o must be processing and held by the claim (ESTATE otherwise).
+// current key is unknown (hidden by a failure of class cause), and any
+// PaymentIntent the key made was created within w. o must be processing and held by the claim (ESTATE otherwise).
 // The claim ends, and o leaves the workers' line (no claim takes an order
 // whose outcome is unknown) until a sweep or a webhook settles it or gives
 // it a new key; its sweeps start from none. The history gains a line
 // naming the window; the status and the effect do not change. A window
 // that ends before it begins is EINVALID.
-func ApplyUnknown(o *PaymentOrder, token int64, w Window, at, now time.Time) (Transition, error) {
+func ApplyUnknown(o *PaymentOrder, token int64, w Window, cause string, at, now time.Time) (Transition, error) {
 	if w.To.Before(w.From) {
 		return Transition{}, Errorf(EINVALID, "The window %s ends before it begins.", w)
 	}
@@ -61,7 +76,7 @@ func ApplyUnknown(o *PaymentOrder, token int64, w Window, at, now time.Time) (Tr
 	}
 	next := *o
 	from, to := w.From, w.To
-	next.UnknownFrom, next.UnknownTo, next.Sweeps, next.SweptAt = &from, &to, 0, nil
+	next.UnknownFrom, next.UnknownTo, next.Sweeps, next.SweptAt, next.UnknownCause = &from, &to, 0, nil, cause
 	next.ClaimedBy, next.LeaseUntil = "", nil
 	next.UpdatedAt = at
 	line := &StatusChange{Status: o.Status, At: at,
@@ -134,7 +149,9 @@ func ApplySweep(o *PaymentOrder, seen SweptOrder, start SweepStart, at time.Time
 // confirmed under the new key). o must be processing with an unknown
 // outcome at generation from (ESTATE otherwise), and, for a new key
 // because nothing was found, have its sweeps recorded (ESTATE otherwise).
-// The unknown outcome is forgotten and o goes back to the line at its old
+// An order that GivesUp fails instead (processing_error, its effect and
+// history those of that settlement). Otherwise the unknown outcome is
+// forgotten and o goes back to the line at its old
 // place, claimable at once (its lease ends at now, on the store's clock,
 // so that a node whose own clock runs ahead does not hold it back), with a
 // key not yet sent (KeySince is stamped by the claim that sends it). The
@@ -146,12 +163,18 @@ func ApplySweptNewKey(o *PaymentOrder, from int, paymentIntentID string, at, now
 	if paymentIntentID == "" && o.Sweeps < AbsenceSweeps {
 		return Transition{}, Errorf(ESTATE, "%s has %d of the %d sweeps that prove no payment exists.", o.Kind.noun(), o.Sweeps, AbsenceSweeps)
 	}
+	if paymentIntentID == "" && o.GivesUp() {
+		return ApplySettlement(o, Settlement{OrderID: o.ID, Status: StatusFailed, FailureCode: "processing_error", At: at,
+			Note: fmt.Sprintf("no payment after %d unknown outcomes (%s) that sweeps found none for", o.Absences+1, o.UnknownCause)}, now)
+	}
 	next := *o
 	next.Attempt++
 	next.KeySince = nil
 	next.Format = CurrentFormat
 	if paymentIntentID != "" {
 		next.PaymentIntentID = paymentIntentID
+	} else {
+		next.Absences++
 	}
 	clearUnknown(&next)
 	next.ClaimedBy, next.LeaseUntil = "", &now

@@ -5,13 +5,14 @@ import (
 	"time"
 )
 
-// unknownIn is an order whose outcome at generation 0 is unknown, swept
-// for w, with sweeps recorded, the last at sweptAt.
-func unknownIn(w Window, sweeps int, sweptAt *time.Time) *PaymentOrder {
-	return orderIn(StatusProcessing, func(d *PaymentOrder) {
+// unknownIn is an order whose outcome at generation 0 was hidden by a
+// provider's 5xx, swept for w, with sweeps recorded, the last at sweptAt.
+func unknownIn(w Window, sweeps int, sweptAt *time.Time, edits ...func(*PaymentOrder)) *PaymentOrder {
+	return orderIn(StatusProcessing, append([]func(*PaymentOrder){func(d *PaymentOrder) {
 		d.ClaimedBy, d.LeaseUntil = "", nil
 		d.UnknownFrom, d.UnknownTo, d.Sweeps, d.SweptAt = timeAt(w.From), timeAt(w.To), sweeps, sweptAt
-	})
+		d.UnknownCause = "server"
+	}}, edits...)...)
 }
 
 var sweepWindow = Window{From: t0.Add(-2 * time.Second), To: t0.Add(3 * time.Second)}
@@ -38,7 +39,7 @@ func TestWindow(t *testing.T) {
 
 func TestApplyUnknown(t *testing.T) {
 	unknown := func(token int64, w Window) func(*PaymentOrder) (Transition, error) {
-		return func(d *PaymentOrder) (Transition, error) { return ApplyUnknown(d, token, w, t1, t1) }
+		return func(d *PaymentOrder) (Transition, error) { return ApplyUnknown(d, token, w, "server", t1, t1) }
 	}
 	tests := []transitionCase{{
 		name:   "the claim ends and the order waits for sweeps over its window",
@@ -46,10 +47,10 @@ func TestApplyUnknown(t *testing.T) {
 		decide: unknown(5, sweepWindow),
 		want: func(d *PaymentOrder) {
 			d.ClaimedBy, d.LeaseUntil = "", nil
-			d.UnknownFrom, d.UnknownTo = timeAt(sweepWindow.From), timeAt(sweepWindow.To)
+			d.UnknownFrom, d.UnknownTo, d.UnknownCause = timeAt(sweepWindow.From), timeAt(sweepWindow.To), "server"
 			d.UpdatedAt = t1
 		},
-		changed: []OrderField{FieldClaimedBy, FieldLeaseUntil, FieldUnknownFrom, FieldUnknownTo, FieldUpdatedAt},
+		changed: []OrderField{FieldClaimedBy, FieldLeaseUntil, FieldUnknownFrom, FieldUnknownTo, FieldUnknownCause, FieldUpdatedAt},
 		history: &StatusChange{Status: StatusProcessing, At: t1,
 			Note: "outcome of key generation 0 unknown: swept for PaymentIntents created in [2026-12-04T19:59:58Z, 2026-12-04T20:00:03Z]"},
 	}, {
@@ -159,16 +160,23 @@ func TestApplySweptNewKey(t *testing.T) {
 	}
 	back := func(d *PaymentOrder) {
 		d.Attempt, d.KeySince = 1, nil
-		d.UnknownFrom, d.UnknownTo, d.Sweeps, d.SweptAt = nil, nil, 0, nil
+		d.UnknownFrom, d.UnknownTo, d.Sweeps, d.SweptAt, d.UnknownCause = nil, nil, 0, nil, ""
 		d.LeaseUntil, d.UpdatedAt = timeAt(store), t1
+	}
+	absent := func(d *PaymentOrder) {
+		back(d)
+		d.Absences++
+	}
+	idempotency := func(absences int) func(*PaymentOrder) {
+		return func(d *PaymentOrder) { d.UnknownCause, d.Absences = "idempotency", absences }
 	}
 	runTransitions(t, []transitionCase{{
 		name:   "two sweeps found nothing: a new key, back in line at once",
 		before: unknownIn(sweepWindow, 2, timeAt(second)),
 		decide: newKey(0, ""),
-		want:   back,
+		want:   absent,
 		changed: []OrderField{FieldAttempt, FieldKeySince, FieldLeaseUntil,
-			FieldUnknownFrom, FieldUnknownTo, FieldSweeps, FieldSweptAt, FieldUpdatedAt},
+			FieldUnknownFrom, FieldUnknownTo, FieldSweeps, FieldSweptAt, FieldUnknownCause, FieldAbsences, FieldUpdatedAt},
 		history: &StatusChange{Status: StatusProcessing, At: t1,
 			Note: "new idempotency key (generation 1): no payment exists for generation 0 (2 sweeps of [2026-12-04T19:59:58Z, 2026-12-04T20:00:03Z] found none)"},
 	}, {
@@ -180,8 +188,40 @@ func TestApplySweptNewKey(t *testing.T) {
 			d.PaymentIntentID = "pi_9"
 		},
 		changed: []OrderField{FieldAttempt, FieldKeySince, FieldPaymentIntentID, FieldLeaseUntil,
-			FieldUnknownFrom, FieldUnknownTo, FieldUpdatedAt},
+			FieldUnknownFrom, FieldUnknownTo, FieldUnknownCause, FieldUpdatedAt},
 		history: &StatusChange{Status: StatusProcessing, At: t1, Note: "new idempotency key (generation 1) to confirm pi_9"},
+	}, {
+		name:   "against a failing provider, keys are renewed however many were",
+		before: unknownIn(sweepWindow, 2, timeAt(second), func(d *PaymentOrder) { d.Absences = 10 }),
+		decide: newKey(0, ""),
+		want:   absent,
+		changed: []OrderField{FieldAttempt, FieldKeySince, FieldLeaseUntil,
+			FieldUnknownFrom, FieldUnknownTo, FieldSweeps, FieldSweptAt, FieldUnknownCause, FieldAbsences, FieldUpdatedAt},
+		history: &StatusChange{Status: StatusProcessing, At: t1,
+			Note: "new idempotency key (generation 1): no payment exists for generation 0 (2 sweeps of [2026-12-04T19:59:58Z, 2026-12-04T20:00:03Z] found none)"},
+	}, {
+		name:   "an outcome hidden otherwise: a new key below MaxAbsences",
+		before: unknownIn(sweepWindow, 2, timeAt(second), idempotency(MaxAbsences-2)),
+		decide: newKey(0, ""),
+		want:   absent,
+		changed: []OrderField{FieldAttempt, FieldKeySince, FieldLeaseUntil,
+			FieldUnknownFrom, FieldUnknownTo, FieldSweeps, FieldSweptAt, FieldUnknownCause, FieldAbsences, FieldUpdatedAt},
+		history: &StatusChange{Status: StatusProcessing, At: t1,
+			Note: "new idempotency key (generation 1): no payment exists for generation 0 (2 sweeps of [2026-12-04T19:59:58Z, 2026-12-04T20:00:03Z] found none)"},
+	}, {
+		name:   "an outcome hidden otherwise, MaxAbsences times: the order fails, safely",
+		before: unknownIn(sweepWindow, 2, timeAt(second), idempotency(MaxAbsences-1)),
+		decide: newKey(0, ""),
+		want: func(d *PaymentOrder) {
+			d.Status, d.FailureCode = StatusFailed, "processing_error"
+			d.UnknownFrom, d.UnknownTo, d.Sweeps, d.SweptAt, d.UnknownCause = nil, nil, 0, nil, ""
+			d.UpdatedAt = t1
+		},
+		changed: []OrderField{FieldStatus, FieldFailureCode, FieldUnknownFrom, FieldUnknownTo, FieldSweeps, FieldSweptAt,
+			FieldUnknownCause, FieldUpdatedAt},
+		history: &StatusChange{Status: StatusFailed, At: t1, FailureCode: "processing_error",
+			Note: "no payment after 3 unknown outcomes (idempotency) that sweeps found none for"},
+		delta: TotalsDelta{Pending: -2500, PendingCount: -1},
 	}, {
 		name:   "refused: one sweep does not prove absence",
 		before: unknownIn(sweepWindow, 1, timeAt(first)),

@@ -61,6 +61,8 @@ const (
 	FieldUnknownTo
 	FieldSweeps
 	FieldSweptAt
+	FieldUnknownCause
+	FieldAbsences
 	FieldUpdatedAt
 )
 
@@ -112,6 +114,10 @@ var orderFields = []struct {
 		func(o *PaymentOrder) any { return o.Sweeps }},
 	{FieldSweptAt, "swept_at", func(a, b *PaymentOrder) bool { return sameTime(a.SweptAt, b.SweptAt) },
 		func(o *PaymentOrder) any { return o.SweptAt }},
+	{FieldUnknownCause, "unknown_cause", func(a, b *PaymentOrder) bool { return a.UnknownCause == b.UnknownCause },
+		func(o *PaymentOrder) any { return o.UnknownCause }},
+	{FieldAbsences, "absences", func(a, b *PaymentOrder) bool { return a.Absences == b.Absences },
+		func(o *PaymentOrder) any { return o.Absences }},
 	{FieldUpdatedAt, "updated_at", func(a, b *PaymentOrder) bool { return a.UpdatedAt.Equal(b.UpdatedAt) },
 		func(o *PaymentOrder) any { return o.UpdatedAt }},
 }
@@ -265,6 +271,7 @@ func ApplyPaymentMethod(o *PaymentOrder, pm string, at time.Time) (Transition, e
 	next := *o
 	next.Status = StatusAccepted
 	next.PaymentMethod = pm
+	next.Absences = 0
 	next.Attempt++
 	next.KeySince = nil
 	next.Format = CurrentFormat

@@ -57,7 +57,7 @@ func fixedPart(d *PaymentOrder) PaymentOrder {
 	c.PaymentIntentID, c.ClientSecret, c.NextAction, c.FailureCode = "", "", nil, ""
 	c.ActionSince, c.ClaimedBy, c.LeaseUntil = nil, "", nil
 	c.Refunded, c.Disputed, c.UpdatedAt = 0, 0, time.Time{}
-	c.UnknownFrom, c.UnknownTo, c.Sweeps, c.SweptAt = nil, nil, 0, nil
+	c.UnknownFrom, c.UnknownTo, c.Sweeps, c.SweptAt, c.UnknownCause, c.Absences = nil, nil, 0, nil, "", 0
 	return c
 }
 
@@ -303,6 +303,19 @@ func TestApplyPaymentMethod(t *testing.T) {
 			d.FailureCode, d.NextAction, d.UpdatedAt = "", nil, t1
 		},
 		changed: []OrderField{FieldStatus, FieldPaymentMethod, FieldAttempt, FieldKeySince, FieldNextAction, FieldFailureCode, FieldUpdatedAt},
+		history: &StatusChange{Status: StatusAccepted, At: t1, Note: "new payment method"},
+		delta:   TotalsDelta{Pending: 2500, PendingCount: 1, Waiting: 1},
+	}, {
+		name: "a gift that failed after unknown outcomes no sweep found a payment for: the count starts again",
+		before: orderIn(StatusFailed, func(d *PaymentOrder) {
+			d.Attempt, d.Absences, d.FailureCode = 3, MaxAbsences, "processing_error"
+		}),
+		decide: replace,
+		want: func(d *PaymentOrder) {
+			d.Status, d.PaymentMethod, d.Attempt, d.KeySince, d.Absences = StatusAccepted, "pm_card_mastercard", 4, nil, 0
+			d.FailureCode, d.UpdatedAt = "", t1
+		},
+		changed: []OrderField{FieldStatus, FieldPaymentMethod, FieldAttempt, FieldKeySince, FieldFailureCode, FieldAbsences, FieldUpdatedAt},
 		history: &StatusChange{Status: StatusAccepted, At: t1, Note: "new payment method"},
 		delta:   TotalsDelta{Pending: 2500, PendingCount: 1, Waiting: 1},
 	}}
@@ -636,6 +649,8 @@ func TestChangedFields(t *testing.T) {
 		FieldUnknownTo:       func(d *PaymentOrder) { d.UnknownTo = timeAt(t1) },
 		FieldSweeps:          func(d *PaymentOrder) { d.Sweeps = 1 },
 		FieldSweptAt:         func(d *PaymentOrder) { d.SweptAt = timeAt(t1) },
+		FieldUnknownCause:    func(d *PaymentOrder) { d.UnknownCause = "idempotency" },
+		FieldAbsences:        func(d *PaymentOrder) { d.Absences = 1 },
 		FieldUpdatedAt:       func(d *PaymentOrder) { d.UpdatedAt = t1 },
 	}
 	if len(edit) != len(orderFields) {
@@ -683,6 +698,7 @@ func TestFieldValues(t *testing.T) {
 		FieldNextAction: `{"type":"use_stripe_sdk"}`, FieldFailureCode: "expired_card", FieldActionSince: o.ActionSince,
 		FieldClaimedBy: "", FieldLeaseUntil: (*time.Time)(nil), FieldRefunded: int64(7), FieldDisputed: int64(0),
 		FieldUnknownFrom: (*time.Time)(nil), FieldUnknownTo: (*time.Time)(nil), FieldSweeps: 0, FieldSweptAt: (*time.Time)(nil),
+		FieldUnknownCause: "", FieldAbsences: 0,
 		FieldUpdatedAt: t0,
 	}
 	for _, f := range orderFields {

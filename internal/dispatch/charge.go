@@ -59,7 +59,7 @@ func (d *Dispatcher) next(ctx context.Context, c *charge, s step) step {
 		return d.send(ctx, c)
 	case stepLookup:
 		c.lookup, c.cause = s.class, s.cause
-		return d.rec.resolve(ctx, c.don, s.cause)
+		return d.rec.resolve(ctx, c.don, s.cause, s.class)
 	case stepPayment:
 		return afterPayment(c.don, s.payment, s.polls, now())
 	case stepPoll:

@@ -158,11 +158,11 @@ type flakyStore struct {
 
 var errFlaky = errors.New("store: connection reset (injected)")
 
-func (s *flakyStore) MarkUnknown(ctx context.Context, c floodgate.Claim, w floodgate.Window, now time.Time) (*floodgate.PaymentOrder, error) {
+func (s *flakyStore) MarkUnknown(ctx context.Context, c floodgate.Claim, w floodgate.Window, cause string, now time.Time) (*floodgate.PaymentOrder, error) {
 	if s.markFailed.CompareAndSwap(false, true) {
 		return nil, errFlaky
 	}
-	return s.Store.MarkUnknown(ctx, c, w, now)
+	return s.Store.MarkUnknown(ctx, c, w, cause, now)
 }
 
 func (s *flakyStore) SweptNewKey(ctx context.Context, id string, from int, pi string, now time.Time) (*floodgate.PaymentOrder, error) {

@@ -74,15 +74,16 @@ func (r *Reconciler) Start(ctx context.Context) error {
 // other is handed to the sweeps (stepDone: it leaves the worker's hands;
 // a sweep or a webhook settles it or gives it a new key). stepDefer when
 // the provider or the store did not answer, or the reconciler does not
-// run. stepDone also when ctx ended: the order keeps its key.
-func (r *Reconciler) resolve(ctx context.Context, don *floodgate.PaymentOrder, cause error) step {
+// run. stepDone also when ctx ended: the order keeps its key. class is
+// the failure's (Decision.Class).
+func (r *Reconciler) resolve(ctx context.Context, don *floodgate.PaymentOrder, cause error, class string) step {
 	next := step{kind: stepDefer}
 	r.Within(ctx, func(ctx context.Context) {
 		if don.PaymentIntentID != "" {
 			next = r.retrieveStep(ctx, don, cause)
 			return
 		}
-		next = r.handOver(ctx, don, cause)
+		next = r.handOver(ctx, don, cause, class)
 	})
 	if next.kind == stepDone && ctx.Err() == nil && !next.handedOver {
 		// The reconciler stopped under the dispatcher's feet: the gift
@@ -95,14 +96,14 @@ func (r *Reconciler) resolve(ctx context.Context, don *floodgate.PaymentOrder, c
 // handOver records that don's outcome is unknown, with the window in the
 // provider's clock where its current key's PaymentIntent, if any, was
 // created: from the key's first use to now, after its last answer.
-func (r *Reconciler) handOver(ctx context.Context, don *floodgate.PaymentOrder, cause error) step {
+func (r *Reconciler) handOver(ctx context.Context, don *floodgate.PaymentOrder, cause error, class string) step {
 	now := r.clock.Now()
 	since := don.CreatedAt
 	if don.KeySince != nil {
 		since = *don.KeySince
 	}
 	w := r.link.providerClock().Window(since, now, windowMargin, lookupSkew)
-	_, err := r.store.MarkUnknown(ctx, don.Claim(), w, now)
+	_, err := r.store.MarkUnknown(ctx, don.Claim(), w, class, now)
 	switch {
 	case err == nil:
 		r.log.Info("dispatch: outcome unknown; the sweeps look for its payment", "order", don.ID, "attempt", don.Attempt,

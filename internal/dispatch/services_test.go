@@ -77,7 +77,7 @@ func TestServicesOutsideTheirRun(t *testing.T) {
 		if applied, err := w.Apply(ctx, ev); applied || floodgate.ErrorCode(err) != floodgate.EUNAVAILABLE {
 			t.Fatalf("%s: Apply = %v, %v; want EUNAVAILABLE", when, applied, err)
 		}
-		if s := rec.resolve(ctx, &floodgate.PaymentOrder{ID: "po_1"}, nil); s.kind != stepDefer {
+		if s := rec.resolve(ctx, &floodgate.PaymentOrder{ID: "po_1"}, nil, "server"); s.kind != stepDefer {
 			t.Fatalf("%s: resolve = %v, want the gift put off", when, s)
 		}
 		if _, err := control.Ready(ctx); err == nil {

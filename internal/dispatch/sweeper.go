@@ -234,6 +234,11 @@ func (s *Sweeper) sweep(ctx context.Context) error {
 	for _, o := range last {
 		nd, err := s.store.SweptNewKey(ctx, o.ID, o.Attempt, "", now)
 		switch {
+		case err == nil && nd.Status == floodgate.StatusFailed:
+			s.log.Error("dispatch: giving up after repeated unknown outcomes with no payment", "order", o.ID, "cause", o.UnknownCause,
+				"absences", o.Absences+1)
+			s.resolved("absent")
+			s.settler.recorded(nd, string(nd.Status), true)
 		case err == nil:
 			s.log.Info("dispatch: no payment exists; the order takes a new key", "order", o.ID, "attempt", nd.Attempt,
 				"window", floodgate.Window{From: *o.UnknownFrom, To: *o.UnknownTo})

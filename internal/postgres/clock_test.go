@@ -108,7 +108,7 @@ func TestSweepsOnTheDatabaseClock(t *testing.T) {
 		t.Fatalf("claim = %v, %v", held, err)
 	}
 	w := floodgate.Window{From: held[0].KeySince.Truncate(time.Second), To: held[0].KeySince.Add(2 * time.Second).Truncate(time.Second)}
-	o, err := ahead.MarkUnknown(ctx, held[0].Claim(), w, aheadClock.Now())
+	o, err := ahead.MarkUnknown(ctx, held[0].Claim(), w, "server", aheadClock.Now())
 	if err != nil || o.UnknownFrom == nil {
 		t.Fatalf("the holder an hour ahead hands its order over: %+v, %v", o, err)
 	}

@@ -43,7 +43,7 @@ const orderCols = `o.seq, o.kind, d.id, d.campaign_id, d.amount, d.currency,
 	COALESCE(o.payment_method, d.payment_method), d.client_addr, o.status, o.attempt, o.key_since, o.format,
 	o.payment_intent_id, o.client_secret, o.next_action, o.failure_code, o.action_since, o.claimed_by,
 	o.lease_until, o.token, o.refunded, o.disputed, o.unknown_from, o.unknown_to, o.sweeps, o.swept_at,
-	d.created_at, o.updated_at`
+	o.unknown_cause, o.absences, d.created_at, o.updated_at`
 
 // orderFrom joins each order to the donation it pays for.
 const orderFrom = ` FROM payment_orders o JOIN donations d ON d.seq = o.seq`
@@ -61,6 +61,7 @@ type orderRow struct {
 	format               int
 	next                 []byte
 	pi, secret, fail, by *string
+	cause                *string
 }
 
 func (r *orderRow) dest() []any {
@@ -68,7 +69,7 @@ func (r *orderRow) dest() []any {
 	return []any{&o.Seq, &r.kind, &o.PaysFor, &o.CampaignID, &o.Amount, &o.Currency, &o.PaymentMethod,
 		&o.ClientAddr, &r.status, &o.Attempt, &o.KeySince, &r.format, &r.pi, &r.secret, &r.next, &r.fail,
 		&o.ActionSince, &r.by, &o.LeaseUntil, &o.Token, &o.Refunded, &o.Disputed, &o.UnknownFrom, &o.UnknownTo, &o.Sweeps,
-		&o.SweptAt, &o.CreatedAt, &o.UpdatedAt}
+		&o.SweptAt, &r.cause, &o.Absences, &o.CreatedAt, &o.UpdatedAt}
 }
 
 func (r *orderRow) order() *floodgate.PaymentOrder {
@@ -76,6 +77,7 @@ func (r *orderRow) order() *floodgate.PaymentOrder {
 	o.ID = floodgate.OrderIDOf(o.PaysFor)
 	o.Kind, o.Status, o.Format = floodgate.OrderKind(r.kind), floodgate.OrderStatus(r.status), floodgate.RequestFormat(r.format)
 	o.PaymentIntentID, o.ClientSecret, o.FailureCode, o.ClaimedBy = deref(r.pi), deref(r.secret), deref(r.fail), deref(r.by)
+	o.UnknownCause = deref(r.cause)
 	if r.next != nil {
 		o.NextAction = json.RawMessage(r.next)
 	}

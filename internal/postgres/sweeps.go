@@ -12,10 +12,10 @@ import (
 
 // MarkUnknown implements floodgate.Store: the claim is judged on the
 // database's clock, as every write made under a claim is.
-func (s *Store) MarkUnknown(ctx context.Context, c floodgate.Claim, w floodgate.Window, now time.Time) (*floodgate.PaymentOrder, error) {
+func (s *Store) MarkUnknown(ctx context.Context, c floodgate.Claim, w floodgate.Window, cause string, now time.Time) (*floodgate.PaymentOrder, error) {
 	now, w = micro(now), floodgate.Window{From: micro(w.From), To: micro(w.To)}
 	return s.moveOrder(ctx, c.Order, `o.seq = $1`, c.Seq, func(o *floodgate.PaymentOrder, clock time.Time) (floodgate.Transition, error) {
-		return floodgate.ApplyUnknown(o, c.Token, w, now, clock)
+		return floodgate.ApplyUnknown(o, c.Token, w, cause, now, clock)
 	})
 }
 

@@ -26,7 +26,7 @@ const orderCols = `o.seq, o.kind, d.id, d.campaign_id, d.amount, d.currency,
 	COALESCE(o.payment_method, d.payment_method), d.client_addr, o.status, o.attempt, o.key_since, o.format,
 	o.payment_intent_id, o.client_secret, o.next_action, o.failure_code, o.action_since, o.claimed_by,
 	o.lease_until, o.token, o.refunded, o.disputed, o.unknown_from, o.unknown_to, o.sweeps, o.swept_at,
-	d.created_at, o.updated_at`
+	o.unknown_cause, o.absences, d.created_at, o.updated_at`
 
 // orderFrom joins each order to the donation it pays for.
 const orderFrom = ` FROM payment_orders o JOIN donations d ON d.seq = o.seq`
@@ -43,7 +43,7 @@ type orderRow struct {
 	kind, status                      string
 	keySince, actionSince, leaseUntil sql.NullInt64
 	unknownFrom, unknownTo, sweptAt   sql.NullInt64
-	pi, secret, next, fail, by        sql.NullString
+	pi, secret, next, fail, by, cause sql.NullString
 	format                            int
 	created, updated                  int64
 }
@@ -53,7 +53,7 @@ func (r *orderRow) dest() []any {
 	return []any{&o.Seq, &r.kind, &o.PaysFor, &o.CampaignID, &o.Amount, &o.Currency, &o.PaymentMethod,
 		&o.ClientAddr, &r.status, &o.Attempt, &r.keySince, &r.format, &r.pi, &r.secret, &r.next, &r.fail,
 		&r.actionSince, &r.by, &r.leaseUntil, &o.Token, &o.Refunded, &o.Disputed, &r.unknownFrom, &r.unknownTo, &o.Sweeps,
-		&r.sweptAt, &r.created, &r.updated}
+		&r.sweptAt, &r.cause, &o.Absences, &r.created, &r.updated}
 }
 
 func (r *orderRow) order() *floodgate.PaymentOrder {
@@ -63,6 +63,7 @@ func (r *orderRow) order() *floodgate.PaymentOrder {
 	o.KeySince, o.ActionSince, o.LeaseUntil = timePtr(r.keySince), timePtr(r.actionSince), timePtr(r.leaseUntil)
 	o.UnknownFrom, o.UnknownTo, o.SweptAt = timePtr(r.unknownFrom), timePtr(r.unknownTo), timePtr(r.sweptAt)
 	o.PaymentIntentID, o.ClientSecret, o.FailureCode, o.ClaimedBy = r.pi.String, r.secret.String, r.fail.String, r.by.String
+	o.UnknownCause = r.cause.String
 	if r.next.Valid {
 		o.NextAction = json.RawMessage(r.next.String)
 	}

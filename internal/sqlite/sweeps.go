@@ -10,9 +10,9 @@ import (
 )
 
 // MarkUnknown implements floodgate.Store.
-func (s *Store) MarkUnknown(ctx context.Context, c floodgate.Claim, w floodgate.Window, now time.Time) (*floodgate.PaymentOrder, error) {
+func (s *Store) MarkUnknown(ctx context.Context, c floodgate.Claim, w floodgate.Window, cause string, now time.Time) (*floodgate.PaymentOrder, error) {
 	return s.moveOrder(ctx, c.Order, `o.seq = ?`, c.Seq, func(o *floodgate.PaymentOrder, clock time.Time) (floodgate.Transition, error) {
-		return floodgate.ApplyUnknown(o, c.Token, w, now, clock)
+		return floodgate.ApplyUnknown(o, c.Token, w, cause, now, clock)
 	})
 }
 

@@ -945,8 +945,8 @@ func testTransitions(t *testing.T, open Opener) {
 	u, cu := ds[2], claims[ds[2].ID]
 	w := floodgate.Window{From: Epoch.Add(-2 * time.Second), To: Epoch.Add(5 * time.Second)}
 	step("unknown outcome", u, func(o *floodgate.PaymentOrder, at time.Time) (floodgate.Transition, error) {
-		return floodgate.ApplyUnknown(o, cu.Token, w, at, at)
-	}, func(at time.Time) (*floodgate.PaymentOrder, error) { return s.MarkUnknown(f.ctx, cu, w, at) })
+		return floodgate.ApplyUnknown(o, cu.Token, w, "server", at, at)
+	}, func(at time.Time) (*floodgate.PaymentOrder, error) { return s.MarkUnknown(f.ctx, cu, w, "server", at) })
 	for i := range floodgate.AbsenceSweeps {
 		started := Epoch.Add(time.Duration(10+i) * time.Minute)
 		seen := floodgate.SweptOrder{ID: u.OrderID, Sweeps: i}
@@ -968,8 +968,8 @@ func testTransitions(t *testing.T, open Opener) {
 	}
 	cu = again[0].Claim()
 	step("unknown again", u, func(o *floodgate.PaymentOrder, at time.Time) (floodgate.Transition, error) {
-		return floodgate.ApplyUnknown(o, cu.Token, w, at, at)
-	}, func(at time.Time) (*floodgate.PaymentOrder, error) { return s.MarkUnknown(f.ctx, cu, w, at) })
+		return floodgate.ApplyUnknown(o, cu.Token, w, "server", at, at)
+	}, func(at time.Time) (*floodgate.PaymentOrder, error) { return s.MarkUnknown(f.ctx, cu, w, "server", at) })
 	found := floodgate.Settlement{OrderID: u.OrderID, Status: floodgate.StatusSucceeded, PaymentIntentID: "pi_u"}
 	step("succeeded from elsewhere", u, func(o *floodgate.PaymentOrder, at time.Time) (floodgate.Transition, error) {
 		found.At = at

@@ -27,7 +27,7 @@ func (f *fixture) history(id string) []floodgate.StatusChange {
 // markUnknown hands o, held by its claim, to the sweeps with window w.
 func (f *fixture) markUnknown(o *floodgate.PaymentOrder, w floodgate.Window) *floodgate.PaymentOrder {
 	f.tb.Helper()
-	got, err := f.store.MarkUnknown(f.ctx, o.Claim(), w, f.clock.Now())
+	got, err := f.store.MarkUnknown(f.ctx, o.Claim(), w, "server", f.clock.Now())
 	if err != nil {
 		f.tb.Fatalf("MarkUnknown(%s): %v", o.ID, err)
 	}
@@ -84,11 +84,11 @@ func testUnknown(t *testing.T, open Opener) {
 	// before it begins, an order that does not exist.
 	stale := claimed[0].Claim()
 	stale.Token += 1000
-	_, err := f.store.MarkUnknown(f.ctx, stale, sweepWindow, now)
+	_, err := f.store.MarkUnknown(f.ctx, stale, sweepWindow, "server", now)
 	wantCode(t, err, floodgate.ESTATE)
-	_, err = f.store.MarkUnknown(f.ctx, claimed[0].Claim(), floodgate.Window{From: sweepWindow.To, To: sweepWindow.From}, now)
+	_, err = f.store.MarkUnknown(f.ctx, claimed[0].Claim(), floodgate.Window{From: sweepWindow.To, To: sweepWindow.From}, "server", now)
 	wantCode(t, err, floodgate.EINVALID)
-	_, err = f.store.MarkUnknown(f.ctx, floodgate.Claim{Order: "po_nope", Seq: -1, Token: 1}, sweepWindow, now)
+	_, err = f.store.MarkUnknown(f.ctx, floodgate.Claim{Order: "po_nope", Seq: -1, Token: 1}, sweepWindow, "server", now)
 	wantCode(t, err, floodgate.ENOTFOUND)
 	wantOrder(t, "after refused hand-overs", f.order(ds[0]), claimed[0])
 
@@ -98,7 +98,7 @@ func testUnknown(t *testing.T, open Opener) {
 	o := f.markUnknown(claimed[0], sweepWindow)
 	want := *claimed[0]
 	want.ClaimedBy, want.LeaseUntil, want.UpdatedAt = "", nil, now
-	want.UnknownFrom, want.UnknownTo = &sweepWindow.From, &sweepWindow.To
+	want.UnknownFrom, want.UnknownTo, want.UnknownCause = &sweepWindow.From, &sweepWindow.To, "server"
 	wantOrder(t, "handed to the sweeps", o, &want)
 	wantOrder(t, "read back", f.order(ds[0]), &want)
 	h := f.history(ds[0].ID)
@@ -106,7 +106,7 @@ func testUnknown(t *testing.T, open Opener) {
 		h[len(h)-1].Note != "outcome of key generation 0 unknown: swept for PaymentIntents created in "+sweepWindow.String() {
 		t.Fatalf("history = %+v", h)
 	}
-	_, err = f.store.MarkUnknown(f.ctx, claimed[0].Claim(), sweepWindow, now)
+	_, err = f.store.MarkUnknown(f.ctx, claimed[0].Claim(), sweepWindow, "server", now)
 	wantCode(t, err, floodgate.ESTATE)
 	wantTotals(t, f.totals("c"), 0, 0, 6000, 3, 0)
 
@@ -291,7 +291,7 @@ func testSweptNewKey(t *testing.T, open Opener) {
 	}
 	want := *os[0]
 	want.Attempt, want.KeySince, want.Format, want.LeaseUntil, want.UpdatedAt = 1, nil, floodgate.CurrentFormat, &now, now
-	want.UnknownFrom, want.UnknownTo, want.Sweeps, want.SweptAt = nil, nil, 0, nil
+	want.UnknownFrom, want.UnknownTo, want.Sweeps, want.SweptAt, want.UnknownCause, want.Absences = nil, nil, 0, nil, "", 1
 	wantOrder(t, "a new key after two sweeps", o, &want)
 	h := f.history(ds[0].ID)
 	if last := h[len(h)-1]; last.Status != floodgate.StatusProcessing || !last.At.Equal(now) ||
