@@ -84,9 +84,7 @@ func (w *Webhooks) apply(ctx context.Context, ev *floodgate.ProviderEvent) (appl
 		return false, err
 	}
 	if don.PaymentIntentID != "" && ev.PaymentIntentID != "" && don.PaymentIntentID != ev.PaymentIntentID {
-		w.log.Error("dispatch: incident: an event names this order but another PaymentIntent",
-			"order", don.ID, "payment_intent", ev.PaymentIntentID, "recorded", don.PaymentIntentID, "event", ev.ID)
-		return false, nil
+		return w.another(ctx, don, ev)
 	}
 	switch ev.Type {
 	case "payment_intent.succeeded", "payment_intent.payment_failed", "payment_intent.canceled", "payment_intent.requires_action":
@@ -139,17 +137,6 @@ func (w *Webhooks) applyPayment(ctx context.Context, don *floodgate.PaymentOrder
 		w.log.Info("dispatch: stale event ignored", "type", ev.Type, "event", ev.ID, "order", don.ID)
 		return false, nil
 	}
-	if ev.Type == "payment_intent.succeeded" && don.Status == floodgate.StatusSucceeded &&
-		don.PaymentIntentID != "" && ev.Payment.ID != don.PaymentIntentID {
-		// Money moved twice for one order: a PaymentIntent the provider
-		// made for a key generation the order had moved on from.
-		if w.opts.Link == nil {
-			incident(w.log, w.opts.Metrics, "second_success", "a second succeeded payment for one order", "order", don.ID,
-				"payment_intent", ev.Payment.ID, "settled_with", don.PaymentIntentID)
-			return false, nil
-		}
-		return false, refundSecond(ctx, w.opts.Link, w.opts.Policy, w.clock, w.log, w.opts.Metrics, don, ev.Payment.ID)
-	}
 	s, ok := settlementFor(don, ev.Payment, w.clock.Now())
 	if !ok {
 		return false, nil
@@ -162,17 +149,30 @@ func (w *Webhooks) applyPayment(ctx context.Context, don *floodgate.PaymentOrder
 	return w.applied(got, string(s.Status), true, err)
 }
 
+// another handles an event about a PaymentIntent that names don but is
+// not the one don recorded: an incident, never applied to don. A second
+// succeeded one is money moved twice for one order (a PaymentIntent the
+// provider made for a key generation the order had moved on from): it is
+// refunded (an error makes the provider deliver the event again, so the
+// refund is tried again). A refund or dispute of it leaves don's own
+// payment untouched.
+func (w *Webhooks) another(ctx context.Context, don *floodgate.PaymentOrder, ev *floodgate.ProviderEvent) (bool, error) {
+	if ev.Type == "payment_intent.succeeded" && w.opts.Link != nil {
+		return false, refundSecond(ctx, w.opts.Link, w.opts.Policy, w.clock, w.log, w.opts.Metrics, don, ev.PaymentIntentID)
+	}
+	kind := "second_payment"
+	if ev.Type == "payment_intent.succeeded" {
+		kind = "second_success"
+	}
+	incident(w.log, w.opts.Metrics, kind, "an event names this order but another PaymentIntent",
+		"order", don.ID, "payment_intent", ev.PaymentIntentID, "recorded", don.PaymentIntentID, "event", ev.ID, "type", ev.Type)
+	return false, nil
+}
+
 // applyReversal takes a refund or dispute off raised. The event carries
 // the cumulative amount, so a replayed or late one changes nothing.
 func (w *Webhooks) applyReversal(ctx context.Context, don *floodgate.PaymentOrder, ev *floodgate.ProviderEvent, kind floodgate.Reversal) (bool, error) {
 	if ev.Amount <= 0 {
-		return false, nil
-	}
-	if ev.PaymentIntentID != "" && don.PaymentIntentID != "" && ev.PaymentIntentID != don.PaymentIntentID {
-		// Money taken back from a second payment for the order (refunded
-		// as an incident): the order's own payment is untouched.
-		w.log.Info("dispatch: reversal of a payment that is not the order's", "type", ev.Type, "event", ev.ID, "order", don.ID,
-			"payment_intent", ev.PaymentIntentID)
 		return false, nil
 	}
 	got, err := w.store.Reverse(ctx, don.ID, kind, ev.Amount, w.clock.Now())
