@@ -161,7 +161,7 @@ func (r *Reconciler) retry(ctx context.Context, f func() error) error {
 
 // retryLookup runs a lookup's request f until it succeeds, at most
 // lookupTries times, backing off between tries and slowing link down on
-// 429s.
+// 429s; a refusal the policy calls final is returned at once.
 func retryLookup(ctx context.Context, link *Link, p Policy, clock floodgate.Clock, f func() error) error {
 	var err error
 	for try := 0; try < lookupTries; try++ {
@@ -169,6 +169,9 @@ func retryLookup(ctx context.Context, link *Link, p Policy, clock floodgate.Cloc
 			return err
 		}
 		dec := p.Decide(err, try, 0, rand.Float64())
+		if dec.Action == Final || dec.Action == Hold {
+			return err // refused for good: asking again changes nothing
+		}
 		if dec.SlowDown {
 			link.slowDown(false)
 		}

@@ -2,6 +2,7 @@ package dispatch
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"time"
 
@@ -153,12 +154,18 @@ func (w *Webhooks) applyPayment(ctx context.Context, don *floodgate.PaymentOrder
 // not the one don recorded: an incident, never applied to don. A second
 // succeeded one is money moved twice for one order (a PaymentIntent the
 // provider made for a key generation the order had moved on from): it is
-// refunded (an error makes the provider deliver the event again, so the
-// refund is tried again). A refund or dispute of it leaves don's own
-// payment untouched.
+// refunded (a failure the provider may get over makes it deliver the
+// event again, so the refund is tried again; one it refuses for good, such
+// as a PaymentIntent it does not know, is logged and not retried). A
+// refund or dispute of it leaves don's own payment untouched.
 func (w *Webhooks) another(ctx context.Context, don *floodgate.PaymentOrder, ev *floodgate.ProviderEvent) (bool, error) {
 	if ev.Type == "payment_intent.succeeded" && w.opts.Link != nil {
-		return false, refundSecond(ctx, w.opts.Link, w.opts.Policy, w.clock, w.log, w.opts.Metrics, don, ev.PaymentIntentID)
+		err := refundSecond(ctx, w.opts.Link, w.opts.Policy, w.clock, w.log, w.opts.Metrics, don, ev.PaymentIntentID)
+		var pe *floodgate.ProviderError
+		if errors.As(err, &pe) && (pe.Kind == floodgate.ProviderInvalid || pe.Kind == floodgate.ProviderCard) {
+			err = nil
+		}
+		return false, err
 	}
 	kind := "second_payment"
 	if ev.Type == "payment_intent.succeeded" {
