@@ -27,7 +27,7 @@
 //	GET  /_sandbox/3ds/{pi}                 the 3-D Secure challenge page
 //	POST /_sandbox/3ds/{pi}/complete|fail   approve or fail the challenge
 //	POST /_sandbox/payment_intents/{id}/dispute  open a dispute
-//	GET  /_sandbox/ledger                   every PaymentIntent, by donation
+//	GET  /_sandbox/ledger                   every PaymentIntent, by donation; request counts by endpoint
 //	GET  /_sandbox/cards                    the test cards and what they do
 //	GET  /_sandbox/config, POST /_sandbox/config  faults, changed at runtime
 //

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/http"
 	"strings"
@@ -61,6 +62,25 @@ func TestEndpointRateLimit(t *testing.T) {
 	// Retrieving is another endpoint with its own budget.
 	if _, err := e.pay.Payment(context.Background(), last.ID); err != nil {
 		t.Errorf("retrieve: %v", err)
+	}
+	if _, err := e.pay.FindPayments(context.Background(), floodgate.PaymentQuery{Metadata: floodgate.DonationLookup("don_1")}); err != nil {
+		t.Errorf("list: %v", err)
+	}
+
+	// The ledger splits the requests by endpoint, the 429 under the one
+	// it refused.
+	want := map[string]int64{"POST /v1/payment_intents": 3, "GET /v1/payment_intents/{id}": 1, "GET /v1/payment_intents": 1}
+	_, _, body := e.do(t, http.MethodGet, "/_sandbox/ledger?summary=true", "", "", nil)
+	var counts struct {
+		Requests   int64            `json:"requests"`
+		ByEndpoint map[string]int64 `json:"by_endpoint"`
+	}
+	raw, _ := json.Marshal(body["counts"])
+	if err := json.Unmarshal(raw, &counts); err != nil {
+		t.Fatal(err)
+	}
+	if !maps.Equal(counts.ByEndpoint, want) || counts.Requests != 5 {
+		t.Errorf("requests %d by endpoint %v, want 5 by endpoint %v", counts.Requests, counts.ByEndpoint, want)
 	}
 }
 

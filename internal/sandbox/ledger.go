@@ -1,6 +1,7 @@
 package sandbox
 
 import (
+	"maps"
 	"slices"
 	"time"
 
@@ -52,6 +53,12 @@ type Counts struct {
 	RateLimited       int64 `json:"rate_limited"`
 	Replays           int64 `json:"idempotent_replays"`
 	IdempotencyErrors int64 `json:"idempotency_errors"`
+	// ByEndpoint splits Requests by endpoint, named by method and route:
+	// "POST /v1/payment_intents" is a create, "GET /v1/payment_intents" a
+	// list page, "GET /v1/payment_intents/{id}" a retrieve. It shows what
+	// a client spent its budget on; a 429 counts under the endpoint it
+	// refused.
+	ByEndpoint map[string]int64 `json:"by_endpoint"`
 	// IdempotencyEvicted counts keys forgotten before their retention
 	// because the store was full.
 	IdempotencyEvicted int64 `json:"idempotency_evicted"`
@@ -84,6 +91,10 @@ func (s *Server) ledger(donationID string, entries bool) Ledger {
 	defer s.mu.Unlock()
 	l := Ledger{ByDonation: map[string][]string{}, ChargedTwice: []string{}, PaymentIntents: []LedgerEntry{}}
 	c := s.stats
+	c.ByEndpoint = maps.Clone(s.stats.ByEndpoint)
+	if c.ByEndpoint == nil {
+		c.ByEndpoint = map[string]int64{}
+	}
 	succeeded := map[string]int{}
 	for _, pi := range s.order {
 		did := pi.Metadata[floodgate.MetaDonation]

@@ -520,6 +520,10 @@ func (s *Server) admit(endpoint string) string {
 	defer s.mu.Unlock()
 	now := s.clock.Now()
 	s.stats.Requests++
+	if s.stats.ByEndpoint == nil {
+		s.stats.ByEndpoint = map[string]int64{}
+	}
+	s.stats.ByEndpoint[endpoint]++
 	if s.global != nil && !s.global.AllowN(now, 1) {
 		s.stats.RateLimited++
 		return "global-rate"
