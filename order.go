@@ -179,6 +179,23 @@ type PaymentOrder struct {
 	UpdatedAt time.Time
 }
 
+// ActionCursor is a place in the order ActionExpired returns orders in:
+// after the order whose action began at Since with place in line Seq. The
+// zero cursor is the start.
+type ActionCursor struct {
+	Since time.Time
+	Seq   int64
+}
+
+// ActionCursorAfter is the cursor just after o.
+func ActionCursorAfter(o *PaymentOrder) ActionCursor {
+	c := ActionCursor{Seq: o.Seq}
+	if o.ActionSince != nil {
+		c.Since = *o.ActionSince
+	}
+	return c
+}
+
 // Net is what an order brings in: its amount less what was refunded or
 // disputed.
 func (o *PaymentOrder) Net() int64 { return o.Amount - min(o.Amount, o.Refunded+o.Disputed) }

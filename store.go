@@ -183,8 +183,10 @@ type Line interface {
 	// the same instant, in line order (by seq): when more than n have
 	// expired, the n returned are the head of that order. n <= 0 returns
 	// none, and no error. An order in any other state (settled, canceled,
-	// being charged) is never returned, whatever its action_since.
-	ActionExpired(ctx context.Context, before time.Time, n int) ([]*PaymentOrder, error)
+	// being charged) is never returned, whatever its action_since. Only
+	// orders after the cursor after in that order are returned (the zero
+	// cursor: from the start), so that a caller pages through them all.
+	ActionExpired(ctx context.Context, before time.Time, after ActionCursor, n int) ([]*PaymentOrder, error)
 	// CancelDonation cancels a donation still waiting (accepted), as
 	// ApplyCancel decides for its order, and returns the donation as it
 	// now is (as it was, with ESTATE). ENOTFOUND; ESTATE in any other

@@ -78,36 +78,44 @@ func (e *Expirer) Start(ctx context.Context) error {
 // whose outcome is unknown is tried again later under a fresh key
 // (canceling twice does no harm; a key that stored a 5xx would replay it
 // for a day), with a backoff per gift, so that a few stuck ones neither
-// starve the rest nor spend the budget every round.
+// starve the rest nor spend the budget every round: each round pages
+// through every expired gift, expireBatch at a time, not only the oldest.
 func (e *Expirer) expire(ctx context.Context) {
 	now := e.opts.Clock.Now()
-	ds, err := e.store.ActionExpired(ctx, now.Add(-e.opts.ActionTimeout), expireBatch)
-	if err != nil {
-		if ctx.Err() == nil {
-			e.log.Error("dispatch: listing expired actions failed", "err", err)
-		}
-		return
-	}
-	live := make(map[string]bool, len(ds))
-	for _, don := range ds {
-		live[don.ID] = true
-		if ctx.Err() != nil {
+	live := map[string]bool{}
+	var after floodgate.ActionCursor
+	for {
+		ds, err := e.store.ActionExpired(ctx, now.Add(-e.opts.ActionTimeout), after, expireBatch)
+		if err != nil {
+			if ctx.Err() == nil {
+				e.log.Error("dispatch: listing expired actions failed", "err", err)
+			}
 			return
 		}
-		retry := e.cancels[don.ID]
-		if now.Before(retry.next) {
-			continue
+		for _, don := range ds {
+			live[don.ID] = true
+			if ctx.Err() != nil {
+				return
+			}
+			retry := e.cancels[don.ID]
+			if now.Before(retry.next) {
+				continue
+			}
+			if e.cancelExpired(ctx, don, retry.tries) {
+				delete(e.cancels, don.ID)
+				continue
+			}
+			retry.tries++
+			retry.next = now.Add(min(e.opts.CancelBackoff<<min(retry.tries-1, 10), 10*time.Minute))
+			e.cancels[don.ID] = retry
 		}
-		if e.cancelExpired(ctx, don, retry.tries) {
-			delete(e.cancels, don.ID)
-			continue
+		if len(ds) < expireBatch {
+			break
 		}
-		retry.tries++
-		retry.next = now.Add(min(e.opts.CancelBackoff<<min(retry.tries-1, 10), 10*time.Minute))
-		e.cancels[don.ID] = retry
+		after = floodgate.ActionCursorAfter(ds[len(ds)-1])
 	}
 	for id := range e.cancels {
-		if !live[id] && len(ds) < expireBatch {
+		if !live[id] {
 			delete(e.cancels, id) // settled meanwhile (a webhook, the donor)
 		}
 	}

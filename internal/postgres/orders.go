@@ -428,10 +428,15 @@ func (s *Store) TakeBackClaims(ctx context.Context) error {
 }
 
 // ActionExpired implements floodgate.Store.
-func (s *Store) ActionExpired(ctx context.Context, before time.Time, n int) ([]*floodgate.PaymentOrder, error) {
+func (s *Store) ActionExpired(ctx context.Context, before time.Time, after floodgate.ActionCursor, n int) ([]*floodgate.PaymentOrder, error) {
 	if n <= 0 {
 		return nil, nil
 	}
+	if after == (floodgate.ActionCursor{}) {
+		return collectOrders(s.pool.Query(ctx, `SELECT `+orderCols+orderFrom+`
+			WHERE o.status = 'requires_action' AND o.action_since < $1 ORDER BY o.action_since, o.seq LIMIT $2`, micro(before), n))
+	}
 	return collectOrders(s.pool.Query(ctx, `SELECT `+orderCols+orderFrom+`
-		WHERE o.status = 'requires_action' AND o.action_since < $1 ORDER BY o.action_since, o.seq LIMIT $2`, micro(before), n))
+		WHERE o.status = 'requires_action' AND o.action_since < $1 AND (o.action_since, o.seq) > ($2, $3)
+		ORDER BY o.action_since, o.seq LIMIT $4`, micro(before), micro(after.Since), after.Seq, n))
 }

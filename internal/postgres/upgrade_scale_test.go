@@ -282,7 +282,7 @@ func TestMigrateMillionDonations(t *testing.T) {
 	if err != nil || b.Waiting != before[string(floodgate.StatusAccepted)].count {
 		t.Errorf("Backlog after the migration = %+v, %v; want %d waiting", b, err, before[string(floodgate.StatusAccepted)].count)
 	}
-	exp, err := s.ActionExpired(ctx, time.Now(), 10)
+	exp, err := s.ActionExpired(ctx, time.Now(), floodgate.ActionCursor{}, 10)
 	if err != nil || len(exp) != min(10, int(before[string(floodgate.StatusRequiresAction)].count)) {
 		t.Errorf("ActionExpired after the migration = %d orders, %v", len(exp), err)
 	}

@@ -62,7 +62,7 @@ func writeVersion(tb testing.TB, url, schema string, version int, c *floodgate.C
 	}
 	defer conn.Close(ctx)
 	exec := execer(tb, conn)
-	createVersion3(tb, conn, schema)
+	ms := createVersion3(tb, conn, schema)
 	exec(`INSERT INTO campaigns (id, name, currency, goal, min_amount, max_amount, opens_at, closes_at, suggested_amounts,
 		tax_schemes, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)`,
 		c.ID, c.Name, c.Currency, c.Goal, c.MinAmount, c.MaxAmount, c.OpensAt, c.ClosesAt, orEmpty(c.SuggestedAmounts),

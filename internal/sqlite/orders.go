@@ -501,10 +501,15 @@ func (s *Store) TakeBackClaims(ctx context.Context) error {
 
 // ActionExpired implements floodgate.Store. n <= 0 asks for nothing:
 // SQLite would read a negative LIMIT as none at all.
-func (s *Store) ActionExpired(ctx context.Context, before time.Time, n int) ([]*floodgate.PaymentOrder, error) {
+func (s *Store) ActionExpired(ctx context.Context, before time.Time, after floodgate.ActionCursor, n int) ([]*floodgate.PaymentOrder, error) {
 	if n <= 0 {
 		return nil, nil
 	}
+	if after == (floodgate.ActionCursor{}) {
+		return queryOrders(ctx, s.r, `SELECT `+orderCols+orderFrom+`
+			WHERE o.status = 'requires_action' AND o.action_since < ? ORDER BY o.action_since, o.seq LIMIT ?`, nanos(before), n)
+	}
 	return queryOrders(ctx, s.r, `SELECT `+orderCols+orderFrom+`
-		WHERE o.status = 'requires_action' AND o.action_since < ? ORDER BY o.action_since, o.seq LIMIT ?`, nanos(before), n)
+		WHERE o.status = 'requires_action' AND o.action_since < ? AND (o.action_since, o.seq) > (?, ?)
+		ORDER BY o.action_since, o.seq LIMIT ?`, nanos(before), nanos(after.Since), after.Seq, n)
 }

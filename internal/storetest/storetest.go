@@ -728,7 +728,7 @@ func testRequiresAction(t *testing.T, open Opener) {
 	}
 	wantTotals(t, f.totals("c"), 0, 0, 3000, 2, 0)
 
-	exp, err := f.store.ActionExpired(f.ctx, Epoch.Add(30*time.Second), 10)
+	exp, err := f.store.ActionExpired(f.ctx, Epoch.Add(30*time.Second), floodgate.ActionCursor{}, 10)
 	if err != nil || !slices.Equal(ids(exp), []string{ds[0].ID}) {
 		t.Fatalf("ActionExpired = %v, %v; want %s", ids(exp), err, ds[0].ID)
 	}
@@ -737,7 +737,7 @@ func testRequiresAction(t *testing.T, open Opener) {
 		t.Fatalf("canceled = %+v", c)
 	}
 	wantTotals(t, f.totals("c"), 0, 0, 2000, 1, 0)
-	exp, _ = f.store.ActionExpired(f.ctx, f.clock.Now(), 10)
+	exp, _ = f.store.ActionExpired(f.ctx, f.clock.Now(), floodgate.ActionCursor{}, 10)
 	if !slices.Equal(ids(exp), []string{ds[1].ID}) {
 		t.Fatalf("ActionExpired = %v", ids(exp))
 	}
@@ -783,9 +783,9 @@ func testActionExpired(t *testing.T, open Opener) {
 	// ds[8] is still being charged; ds[9] failed without an action.
 	f.settle(floodgate.Settlement{OrderID: ds[9].OrderID, Status: floodgate.StatusFailed, FailureCode: "card_declined", At: at(0)})
 
-	expired := func(before time.Time, n int) []string {
+	expiredAfter := func(before time.Time, after floodgate.ActionCursor, n int) []*floodgate.PaymentOrder {
 		t.Helper()
-		os, err := f.store.ActionExpired(f.ctx, before, n)
+		os, err := f.store.ActionExpired(f.ctx, before, after, n)
 		if err != nil {
 			t.Fatalf("ActionExpired(%v, %d): %v", before, n, err)
 		}
@@ -795,7 +795,11 @@ func testActionExpired(t *testing.T, open Opener) {
 				t.Fatalf("ActionExpired(%v, %d) returned %+v", before, n, o)
 			}
 		}
-		return ids(os)
+		return os
+	}
+	expired := func(before time.Time, n int) []string {
+		t.Helper()
+		return ids(expiredAfter(before, floodgate.ActionCursor{}, n))
 	}
 	name := map[string]string{waiting.ID: "waiting"}
 	for i, d := range ds {
@@ -824,7 +828,7 @@ func testActionExpired(t *testing.T, open Opener) {
 	}
 	// No limit is no orders, not every order.
 	for _, n := range []int{0, -1} {
-		if got, err := f.store.ActionExpired(f.ctx, bound, n); err != nil || len(got) != 0 {
+		if got, err := f.store.ActionExpired(f.ctx, bound, floodgate.ActionCursor{}, n); err != nil || len(got) != 0 {
 			t.Fatalf("ActionExpired(n=%d) = %v, %v; want none and no error", n, ids(got), err)
 		}
 	}
@@ -833,6 +837,19 @@ func testActionExpired(t *testing.T, open Opener) {
 	// has.
 	want("bound on the tied instant", expired(at(time.Minute), 10))
 	want("a microsecond past the bound", expired(bound.Add(time.Microsecond), 10), append(all, ds[4])...)
+	// Paged with the cursor, two at a time, across the tied instant: each
+	// once, in the same order, then none.
+	var paged []string
+	var cursor floodgate.ActionCursor
+	for range len(all) + 1 {
+		page := expiredAfter(bound, cursor, 2)
+		if len(page) == 0 {
+			break
+		}
+		paged = append(paged, ids(page)...)
+		cursor = floodgate.ActionCursorAfter(page[len(page)-1])
+	}
+	want("paged two at a time", paged, all...)
 	want("every action", expired(at(time.Hour), 100), append(all, ds[4], ds[5])...)
 
 	// An action that ends leaves the list; the rest keep their order.
