@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -103,6 +104,65 @@ func TestExpiredActionsCanceledDespiteFailures(t *testing.T) {
 		t.Fatal("no cancel failed: the test proved nothing")
 	}
 	r.canceledAtProvider()
+}
+
+// stuckCancels fails every cancel of the PaymentIntents in stuck, as a
+// provider would that never gets over them.
+type stuckCancels struct {
+	floodgate.Provider
+	mu    sync.Mutex
+	stuck map[string]bool
+}
+
+func (p *stuckCancels) CancelPayment(ctx context.Context, id, key string) (*floodgate.Payment, error) {
+	p.mu.Lock()
+	stuck := p.stuck[id]
+	p.mu.Unlock()
+	if stuck {
+		return nil, &floodgate.ProviderError{Kind: floodgate.ProviderServer, Message: "stuck (injected)"}
+	}
+	return p.Provider.CancelPayment(ctx, id, key)
+}
+
+// TestExpiryNotStarvedByStuckCancels: the expired gifts whose cancel
+// fails for good, oldest of all and filling a whole page of the expirer,
+// do not keep it from the others: each round pages past them.
+func TestExpiryNotStarvedByStuckCancels(t *testing.T) {
+	old := expireBatch
+	expireBatch = 2
+	t.Cleanup(func() { expireBatch = old })
+	clock := &clocktest.Shifted{}
+	prov := &stuckCancels{stuck: map[string]bool{}}
+	r := newRig(t, sandbox.Options{}, func(k *knobs) {
+		k.Dispatch.Clock, k.ActionTimeout, k.CancelBackoff = clock, time.Hour, 20*time.Millisecond
+		k.Provider = func(p floodgate.Provider) floodgate.Provider { prov.Provider = p; return prov }
+	})
+	ids := r.accept(6, "pm_card_authenticationRequired")
+	r.wait(ids, floodgate.StatusRequiresAction)
+	head, err := r.store.ActionExpired(r.ctx, time.Now().Add(24*time.Hour), floodgate.ActionCursor{}, expireBatch)
+	if err != nil || len(head) != expireBatch {
+		t.Fatalf("the oldest actions: %v, %v", head, err)
+	}
+	stuck := map[string]bool{}
+	prov.mu.Lock()
+	for _, o := range head {
+		prov.stuck[o.PaymentIntentID] = true
+		stuck[o.PaysFor] = true
+	}
+	prov.mu.Unlock()
+	var rest []string
+	for _, id := range ids {
+		if !stuck[id] {
+			rest = append(rest, id)
+		}
+	}
+	clock.Jump(2 * time.Hour)
+	r.wait(rest, floodgate.StatusCanceled)
+	for id := range stuck {
+		if d, err := r.store.Donation(r.ctx, id); err != nil || d.Status != floodgate.StatusRequiresAction {
+			t.Fatalf("a gift whose cancel always fails: %+v, %v", d, err)
+		}
+	}
 }
 
 // TestDeclineRecordedWithGenericCode: a card the bank refuses as stolen

@@ -41,7 +41,7 @@ type Expirer struct {
 var _ startstop.Service = (*Expirer)(nil)
 
 // expireBatch bounds the expired gifts looked at per round.
-const expireBatch = 200
+var expireBatch = 200
 
 // cancelRetry is one gift's cancel backoff.
 type cancelRetry struct {

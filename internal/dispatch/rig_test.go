@@ -35,6 +35,8 @@ type knobs struct {
 	SweepEvery                                time.Duration
 	Dispatch                                  Options
 	Screen                                    func(*floodgate.PaymentOrder) bool
+	// Provider, when set, wraps the provider the services call.
+	Provider func(floodgate.Provider) floodgate.Provider
 	Outcome                                   func(*floodgate.PaymentOrder)
 }
 
@@ -103,11 +105,15 @@ func newRigWith(t *testing.T, sbOpts sandbox.Options, wrap func(floodgate.Store)
 	if change != nil {
 		change(&k)
 	}
+	var called floodgate.Provider = prov
+	if k.Provider != nil {
+		called = k.Provider(prov)
+	}
 	var seen floodgate.Store = store
 	if wrap != nil {
 		seen = wrap(store)
 	}
-	return &rig{t: t, ctx: ctx, store: store, sb: sb, services: startServices(t, seen, prov, k)}
+	return &rig{t: t, ctx: ctx, store: store, sb: sb, services: startServices(t, seen, called, k)}
 }
 
 // openStore opens a SQLite store in a temporary directory, closed when
