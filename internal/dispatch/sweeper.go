@@ -3,6 +3,7 @@ package dispatch
 import (
 	"context"
 	"log/slog"
+	"strings"
 	"time"
 
 	"github.com/floodgate/floodgate"
@@ -287,7 +288,14 @@ func (s *Sweeper) list(ctx context.Context, span floodgate.Window, orders []*flo
 			return found, false
 		}
 		for _, p := range page.Payments {
-			if o := byRef[refOfPayment(p)]; o != nil {
+			o := byRef[refOfPayment(p)]
+			switch {
+			case o == nil:
+			case p.Amount != o.Amount || !strings.EqualFold(p.Currency, o.Currency):
+				// It names the order, but is not a charge of it.
+				incident(s.log, s.opts.Metrics, "foreign_payment", "a PaymentIntent names an order it does not belong to",
+					"order", o.ID, "payment_intent", p.ID, "amount", p.Amount, "currency", p.Currency)
+			default:
 				found[o.ID] = append(found[o.ID], p)
 			}
 		}

@@ -148,6 +148,13 @@ func TestStripeMock(t *testing.T) {
 			_, err := c.CancelPayment(ctx, pi, "")
 			return err
 		}},
+		{"refund a second payment", "POST", "/v1/refunds", func(t *testing.T) error {
+			id, err := c.RefundPayment(ctx, pi, "floodgate-refund-"+pi)
+			if err == nil && id == "" {
+				t.Error("no refund id decoded")
+			}
+			return err
+		}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
