@@ -177,8 +177,13 @@ type Line interface {
 	// ENOTFOUND; ESTATE (with the unchanged order) when the report changes
 	// nothing; EINVALID for an unknown kind.
 	Reverse(ctx context.Context, orderID string, kind Reversal, total int64, at time.Time) (*PaymentOrder, error)
-	// ActionExpired returns up to n orders in requires_action since
-	// before.
+	// ActionExpired returns up to n orders in requires_action whose action
+	// began strictly before before (one that began at before itself has
+	// not expired yet), oldest action first and, for actions that began on
+	// the same instant, in line order (by seq): when more than n have
+	// expired, the n returned are the head of that order. n <= 0 returns
+	// none, and no error. An order in any other state (settled, canceled,
+	// being charged) is never returned, whatever its action_since.
 	ActionExpired(ctx context.Context, before time.Time, n int) ([]*PaymentOrder, error)
 	// CancelDonation cancels a donation still waiting (accepted), as
 	// ApplyCancel decides for its order, and returns the donation as it

@@ -45,24 +45,8 @@ func writeVersion3(tb testing.TB, url, schema string, c *floodgate.Campaign, tot
 		tb.Fatal(err)
 	}
 	defer conn.Close(ctx)
-	ms, err := migration.Load(os.DirFS("."), "migrations")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	exec := func(query string, args ...any) {
-		tb.Helper()
-		if _, err := conn.Exec(ctx, query, args...); err != nil {
-			tb.Fatalf("%.60s: %v", query, err)
-		}
-	}
-	ident := pgx.Identifier{schema}.Sanitize()
-	exec(`CREATE SCHEMA ` + ident)
-	exec(`SET search_path TO ` + ident)
-	exec(`CREATE TABLE schema_migrations (version integer PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())`)
-	for _, m := range ms[:3] {
-		exec(m.SQL)
-		exec(`INSERT INTO schema_migrations (version, name) VALUES ($1, $2)`, m.Version, m.Name)
-	}
+	exec := execer(tb, conn)
+	createVersion3(tb, conn, schema)
 	exec(`INSERT INTO campaigns (id, name, currency, goal, min_amount, max_amount, opens_at, closes_at, suggested_amounts,
 		tax_schemes, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)`,
 		c.ID, c.Name, c.Currency, c.Goal, c.MinAmount, c.MaxAmount, c.OpensAt, c.ClosesAt, orEmpty(c.SuggestedAmounts),
@@ -107,4 +91,36 @@ func orEmpty[T any](a []T) []T {
 		return []T{}
 	}
 	return a
+}
+
+// execer returns a function that runs a statement on conn and fails tb if
+// it fails.
+func execer(tb testing.TB, conn *pgx.Conn) func(query string, args ...any) {
+	return func(query string, args ...any) {
+		tb.Helper()
+		if _, err := conn.Exec(context.Background(), query, args...); err != nil {
+			tb.Fatalf("%.60s: %v", query, err)
+		}
+	}
+}
+
+// createVersion3 creates schema, empty, as a release before payment
+// orders made it (migrations 1 to 3, recorded), makes it conn's
+// search_path and returns every migration this code knows.
+func createVersion3(tb testing.TB, conn *pgx.Conn, schema string) []migration.Migration {
+	tb.Helper()
+	ms, err := migration.Load(os.DirFS("."), "migrations")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	exec := execer(tb, conn)
+	ident := pgx.Identifier{schema}.Sanitize()
+	exec(`CREATE SCHEMA ` + ident)
+	exec(`SET search_path TO ` + ident)
+	exec(`CREATE TABLE schema_migrations (version integer PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())`)
+	for _, m := range ms[:3] {
+		exec(m.SQL)
+		exec(`INSERT INTO schema_migrations (version, name) VALUES ($1, $2)`, m.Version, m.Name)
+	}
+	return ms
 }

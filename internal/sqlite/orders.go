@@ -479,8 +479,12 @@ func (s *Store) TakeBackClaims(ctx context.Context) error {
 	return tx.Commit()
 }
 
-// ActionExpired implements floodgate.Store.
+// ActionExpired implements floodgate.Store. n <= 0 asks for nothing:
+// SQLite would read a negative LIMIT as none at all.
 func (s *Store) ActionExpired(ctx context.Context, before time.Time, n int) ([]*floodgate.PaymentOrder, error) {
+	if n <= 0 {
+		return nil, nil
+	}
 	return queryOrders(ctx, s.r, `SELECT `+orderCols+orderFrom+`
-		WHERE o.status = 'requires_action' AND o.action_since < ? ORDER BY o.action_since LIMIT ?`, nanos(before), n)
+		WHERE o.status = 'requires_action' AND o.action_since < ? ORDER BY o.action_since, o.seq LIMIT ?`, nanos(before), n)
 }

@@ -203,6 +203,7 @@ func Run(t *testing.T, open Opener) {
 	t.Run("NewPaymentMethod", func(t *testing.T) { testNewPaymentMethod(t, open) })
 	t.Run("Cancel", func(t *testing.T) { testCancel(t, open) })
 	t.Run("RequiresAction", func(t *testing.T) { testRequiresAction(t, open) })
+	t.Run("ActionExpired", func(t *testing.T) { testActionExpired(t, open) })
 	t.Run("NewKeyGeneration", func(t *testing.T) { testNewKeyGeneration(t, open) })
 	t.Run("Backlog", func(t *testing.T) { testBacklog(t, open) })
 	t.Run("Reverse", func(t *testing.T) { testReverse(t, open) })
@@ -736,6 +737,103 @@ func testRequiresAction(t *testing.T, open Opener) {
 	if !slices.Equal(ids(exp), []string{ds[1].ID}) {
 		t.Fatalf("ActionExpired = %v", ids(exp))
 	}
+}
+
+// testActionExpired pins what the expirer is given: orders in
+// requires_action whose action began strictly before the bound, oldest
+// action first and, on the same instant, in line order (seq); exactly n of
+// them when there are more; none for n <= 0; never an order in any other
+// state, whatever its action_since.
+func testActionExpired(t *testing.T, open Opener) {
+	f := newFixture(t, open)
+	f.campaign("c")
+	ds := f.acceptNew("c", 1000, 1100, 1200, 1300, 1400, 1500, 1600, 1700, 1800, 1900)
+	if got := f.claim("d", len(ds)); len(got) != len(ds) {
+		t.Fatalf("claimed %d of %d", len(got), len(ds))
+	}
+	waiting := f.acceptNew("c", 2000)[0]
+	at := func(d time.Duration) time.Time { return Epoch.Add(d) }
+	action := func(d *floodgate.Donation, since time.Time) {
+		t.Helper()
+		o := f.settle(floodgate.Settlement{OrderID: d.OrderID, Status: floodgate.StatusRequiresAction,
+			PaymentIntentID: "pi_" + d.ID, NextAction: []byte(`{"type":"use_stripe_sdk"}`), At: since})
+		if o.ActionSince == nil || !o.ActionSince.Equal(since) {
+			t.Fatalf("action of %s began at %v, want %v", d.ID, o.ActionSince, since)
+		}
+	}
+	// Three actions begin on the same instant, written in the reverse of
+	// their line order, so that neither the order of the writes nor where
+	// a row happens to lie can pass for the tie-break.
+	action(ds[3], at(time.Minute))
+	action(ds[2], at(time.Minute))
+	action(ds[1], at(time.Minute))
+	action(ds[0], at(2*time.Minute)) // first in line, but a later action
+	action(ds[4], at(3*time.Minute)) // exactly at the bound below
+	action(ds[5], at(4*time.Minute)) // after it
+	// The oldest actions of all ended: the donor finished 3-D Secure, or
+	// the action was canceled. They keep their action_since.
+	action(ds[6], at(0))
+	f.settle(floodgate.Settlement{OrderID: ds[6].OrderID, Status: floodgate.StatusCanceled, Note: "action timeout", At: at(5 * time.Minute)})
+	action(ds[7], at(0))
+	f.settle(floodgate.Settlement{OrderID: ds[7].OrderID, Status: floodgate.StatusSucceeded, At: at(5 * time.Minute)})
+	// ds[8] is still being charged; ds[9] failed without an action.
+	f.settle(floodgate.Settlement{OrderID: ds[9].OrderID, Status: floodgate.StatusFailed, FailureCode: "card_declined", At: at(0)})
+
+	expired := func(before time.Time, n int) []string {
+		t.Helper()
+		os, err := f.store.ActionExpired(f.ctx, before, n)
+		if err != nil {
+			t.Fatalf("ActionExpired(%v, %d): %v", before, n, err)
+		}
+		for _, o := range os {
+			if o.Status != floodgate.StatusRequiresAction || o.ActionSince == nil || !o.ActionSince.Before(before) ||
+				o.ID != floodgate.OrderIDOf(o.PaysFor) || o.PaymentIntentID != "pi_"+o.PaysFor {
+				t.Fatalf("ActionExpired(%v, %d) returned %+v", before, n, o)
+			}
+		}
+		return ids(os)
+	}
+	name := map[string]string{waiting.ID: "waiting"}
+	for i, d := range ds {
+		name[d.ID] = fmt.Sprintf("ds[%d]", i)
+	}
+	want := func(what string, got []string, want ...*floodgate.Donation) {
+		t.Helper()
+		if !slices.Equal(got, donationIDs(want)) {
+			named := func(ids []string) []string {
+				var out []string
+				for _, id := range ids {
+					out = append(out, name[id])
+				}
+				return out
+			}
+			t.Fatalf("%s = %v, want %v", what, named(got), named(donationIDs(want)))
+		}
+	}
+
+	bound := at(3 * time.Minute)
+	all := []*floodgate.Donation{ds[1], ds[2], ds[3], ds[0]}
+	want("oldest action first, ties in line order", expired(bound, 10), all...)
+	// The limit is honoured exactly, and takes the head of that order.
+	for n := len(all); n >= 1; n-- {
+		want(fmt.Sprintf("limit %d", n), expired(bound, n), all[:n]...)
+	}
+	// No limit is no orders, not every order.
+	for _, n := range []int{0, -1} {
+		if got, err := f.store.ActionExpired(f.ctx, bound, n); err != nil || len(got) != 0 {
+			t.Fatalf("ActionExpired(n=%d) = %v, %v; want none and no error", n, ids(got), err)
+		}
+	}
+	// The bound is exclusive: an action that began exactly at it has not
+	// expired; a microsecond later (the finest time both engines keep) it
+	// has.
+	want("bound on the tied instant", expired(at(time.Minute), 10))
+	want("a microsecond past the bound", expired(bound.Add(time.Microsecond), 10), append(all, ds[4])...)
+	want("every action", expired(at(time.Hour), 100), append(all, ds[4], ds[5])...)
+
+	// An action that ends leaves the list; the rest keep their order.
+	f.settle(floodgate.Settlement{OrderID: ds[2].OrderID, Status: floodgate.StatusCanceled, Note: "action timeout", At: at(6 * time.Minute)})
+	want("after a cancel", expired(bound, 10), ds[1], ds[3], ds[0])
 }
 
 func testNewKeyGeneration(t *testing.T, open Opener) {
