@@ -37,7 +37,7 @@ type knobs struct {
 	Screen                                    func(*floodgate.PaymentOrder) bool
 	// Provider, when set, wraps the provider the services call.
 	Provider func(floodgate.Provider) floodgate.Provider
-	Outcome                                   func(*floodgate.PaymentOrder)
+	Outcome  func(*floodgate.PaymentOrder)
 }
 
 // services are the dispatch services, built and started in the order
