@@ -194,7 +194,12 @@ func (s *Sweeper) sweep(ctx context.Context) error {
 	}
 	span := floodgate.Window{From: *due[0].UnknownFrom, To: *due[0].UnknownTo}
 	for _, o := range due[1:] {
-		span.From, span.To = minTime(span.From, *o.UnknownFrom), maxTime(span.To, *o.UnknownTo)
+		if o.UnknownFrom.Before(span.From) {
+			span.From = *o.UnknownFrom
+		}
+		if o.UnknownTo.After(span.To) {
+			span.To = *o.UnknownTo
+		}
 	}
 	found, complete := s.list(ctx, span, orders)
 	if ctx.Err() != nil {
@@ -407,18 +412,4 @@ func (s *Sweeper) resolved(outcome string) {
 	if m := s.opts.Metrics; m != nil {
 		m.SweepResolved.WithLabelValues(outcome).Inc()
 	}
-}
-
-func minTime(a, b time.Time) time.Time {
-	if b.Before(a) {
-		return b
-	}
-	return a
-}
-
-func maxTime(a, b time.Time) time.Time {
-	if b.After(a) {
-		return b
-	}
-	return a
 }
