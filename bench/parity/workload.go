@@ -471,7 +471,7 @@ func (w *workload) drainEvents(ctx context.Context) error {
 			return err
 		}
 		c := l.Counts
-		if c.WebhooksPending == 0 && c.Events == c.WebhooksDelivered+c.WebhooksDropped && c.Events == last {
+		if c.WebhooksPending == 0 && c.WebhookEvents == c.WebhooksDelivered+c.WebhooksDropped && c.Events == last {
 			return nil
 		}
 		last = c.Events

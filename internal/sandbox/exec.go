@@ -97,6 +97,9 @@ func (x *exec) emit(typ string, obj map[string]any) {
 	if x.reqID != "" {
 		ev.RequestID, ev.IdempotencyKey = x.reqID, x.idemKey
 	}
+	if ev.Webhook {
+		s.stats.WebhookEvents++
+	}
 	x.events = append(x.events, ev)
 }
 

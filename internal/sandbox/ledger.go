@@ -69,7 +69,10 @@ type Counts struct {
 	// Events counts the events emitted; EventsKept those GET /v1/events
 	// can still list, EventsEvicted those forgotten past
 	// Options.MaxEvents.
-	Events            int64 `json:"events"`
+	Events int64 `json:"events"`
+	// WebhookEvents counts the events emitted for delivery to the webhook
+	// endpoint (of a type it is enabled for).
+	WebhookEvents     int64 `json:"webhook_events"`
 	EventsKept        int   `json:"events_kept"`
 	EventsEvicted     int64 `json:"events_evicted"`
 	WebhooksDelivered int64 `json:"webhooks_delivered"`
