@@ -33,6 +33,9 @@ type Control struct {
 	clock   floodgate.Clock
 	log     *slog.Logger
 	paused  atomic.Bool
+	// pauses counts this node's own Pause calls: a refresh that read the
+	// shared setting before one of them must not undo it.
+	pauses atomic.Int64
 	breaker *breaker
 	health  providerHealth
 
@@ -91,10 +94,14 @@ func (c *Control) Charging() (floodgate.ChargingState, time.Time) {
 // Pause pauses or resumes charging on every node: the switch is a shared
 // setting, applied here at once and by other nodes within a second.
 func (c *Control) Pause(ctx context.Context, paused bool) error {
+	c.pauses.Add(1)
 	if err := c.store.SetSetting(ctx, PauseSetting, strconv.FormatBool(paused), c.clock.Now()); err != nil {
 		return err
 	}
+	c.mu.Lock()
+	c.pauses.Add(1)
 	c.paused.Store(paused)
+	c.mu.Unlock()
 	if !paused {
 		c.mu.Lock()
 		resumed := c.resumed
@@ -123,13 +130,24 @@ func (c *Control) Paused() float64 {
 // ProviderUp is 1 while the provider answers, else 0 (a metric).
 func (c *Control) ProviderUp() float64 { return c.health.up(c.clock.Now()) }
 
+// refreshPause applies the shared pause switch as other nodes set it,
+// unless this node's own Pause ran while it was being read (its value is
+// newer than the one read).
 func (c *Control) refreshPause(ctx context.Context) {
+	before := c.pauses.Load()
 	v, _, err := c.store.Setting(ctx, PauseSetting)
+	apply := func(paused bool) {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		if c.pauses.Load() == before {
+			c.paused.Store(paused)
+		}
+	}
 	switch {
 	case err == nil:
-		c.paused.Store(v == "true")
+		apply(v == "true")
 	case floodgate.ErrorCode(err) == floodgate.ENOTFOUND:
-		c.paused.Store(false)
+		apply(false)
 	case ctx.Err() == nil:
 		c.log.Warn("dispatch: reading the pause switch failed", "err", err)
 	}
