@@ -3,6 +3,7 @@ package dispatch
 import (
 	"context"
 	"errors"
+	"net/http"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -48,35 +49,97 @@ func TestStoredServerErrorsAreLookedUp(t *testing.T) {
 // lost, then the provider is out for longer than it keeps keys. Past the
 // retention the dispatcher must never resend a key (the provider would
 // charge again) but look the payment up.
+//
+// The order of events is arranged, not timed. The provider and the
+// dispatcher share a clock that the test moves: the provider keeps keys
+// 24 h, the dispatcher trusts them 20 h. The provider lets each key's
+// first request execute and loses its answer, then holds the request
+// that resends the key (the dispatcher may, while the key is young).
+// Once every gift has its resend held, every worker with a gift waits on
+// the provider, so none stands between checking its key's age and
+// sending: the clock jumps 25 h, and the held resends are dropped
+// unexecuted (the outage). Any request with an old key from then on
+// reaches a provider that has forgotten the key, and charges again.
 func TestForgottenKeyIsLookedUp(t *testing.T) {
-	// The provider keeps keys for 6 s, the dispatcher trusts them for
-	// 0.8 s: the gap is the margin a stalled machine has between checking
-	// a key's age and the request reaching the provider, wide enough that
-	// a busy machine never spends it.
-	r := newRig(t, sandbox.Options{LoseRate: 1, IdempotencyRetention: 6 * time.Second}, func(k *knobs) {
-		k.Dispatch.Policy.KeyRetention = 800 * time.Millisecond
-		k.Dispatch.Policy.Base, k.Dispatch.Policy.Cap = 50*time.Millisecond, 200*time.Millisecond
-	})
-	ids := r.accept(20, "pm_card_visa")
-	deadline := time.Now().Add(time.Minute)
-	for len(r.sb.Ledger().PaymentIntents) < len(ids) {
-		if time.Now().After(deadline) {
-			t.Fatal("the charges never executed")
+	// Fewer gifts than the breaker's threshold: the lost answers alone
+	// never open it, so no resend waits behind it rather than at the
+	// provider.
+	n := newBreaker().threshold - 1
+	clock := &clocktest.Shifted{}
+	var (
+		mu       sync.Mutex
+		sent     = map[string]bool{} // keys whose first request executed
+		held     = map[string]bool{} // keys with a resend held
+		expired  bool                // the clock has passed the retention
+		resent   []string            // keys sent again past the retention
+		allHeld  = make(chan struct{})
+		release  = make(chan struct{})
+		released sync.Once
+	)
+	arrive := func(r *http.Request) bool {
+		if r.Method != http.MethodPost || r.URL.Path != "/v1/payment_intents" {
+			return true // lookups go through
 		}
-		time.Sleep(5 * time.Millisecond)
+		key := r.Header.Get("Idempotency-Key")
+		mu.Lock()
+		switch {
+		case !sent[key]:
+			sent[key] = true
+			mu.Unlock()
+			return true // executes; its answer is lost
+		case expired:
+			resent = append(resent, key)
+			mu.Unlock()
+			return true // executes again: the provider has forgotten the key
+		}
+		held[key] = true
+		if len(held) == n {
+			close(allHeld)
+		}
+		mu.Unlock()
+		<-release
+		return false // the provider is out: nothing executes
+	}
+	r := newRig(t, sandbox.Options{LoseRate: 1, Clock: clock, Arrive: arrive}, func(k *knobs) {
+		k.Dispatch.Clock = clock
+		// A held resend waits as long as the machine takes to send the
+		// others; a call given up meanwhile would be sent again unseen.
+		k.CallTimeout = 10 * time.Minute
+	})
+	t.Cleanup(func() { released.Do(func() { close(release) }) })
+	if r.disp.opts.Workers < n || r.disp.opts.Policy.KeyRetention >= sandbox.DefaultIdempotencyRetention {
+		t.Fatalf("%d workers for %d gifts; keys trusted %s, kept %s", r.disp.opts.Workers, n,
+			r.disp.opts.Policy.KeyRetention, sandbox.DefaultIdempotencyRetention)
+	}
+	ids := r.accept(n, "pm_card_visa")
+	select {
+	case <-allHeld:
+	case <-time.After(2 * time.Minute): // only so that a broken test cannot hang
+		mu.Lock()
+		defer mu.Unlock()
+		t.Fatalf("%d of %d gifts had a resend held after 2 minutes", len(held), n)
+	}
+	if got := len(r.sb.Ledger().PaymentIntents); got != n {
+		t.Fatalf("%d PaymentIntents executed, want %d", got, n)
 	}
 	cfg := r.sb.Config()
-	cfg.LoseRate, cfg.Outage = 0, sandbox.OutageReset
+	cfg.LoseRate = 0
 	if err := r.sb.SetConfig(cfg); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(6500 * time.Millisecond) // longer than the provider keeps keys
-	cfg.Outage = sandbox.OutageNone
-	if err := r.sb.SetConfig(cfg); err != nil {
-		t.Fatal(err)
-	}
+	mu.Lock()
+	clock.Jump(sandbox.DefaultIdempotencyRetention + time.Hour)
+	expired = true
+	mu.Unlock()
+	released.Do(func() { close(release) })
+
 	r.wait(ids, floodgate.StatusSucceeded)
 	r.chargedOnce(ids)
+	mu.Lock()
+	defer mu.Unlock()
+	if len(resent) > 0 {
+		t.Fatalf("keys sent again past the retention: %v", resent)
+	}
 }
 
 // TestExpiredActionsCanceledDespiteFailures: gifts left in

@@ -94,16 +94,16 @@ func newRigWith(t *testing.T, sbOpts sandbox.Options, wrap func(floodgate.Store)
 	}
 	srv := httptest.NewServer(sb)
 	t.Cleanup(func() { srv.Close(); _ = sb.Close() })
-	prov, err := fgstripe.New(fgstripe.Options{SecretKey: "sk_test_dispatch", APIBase: srv.URL, Timeout: 5 * time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
 	k := knobs{Rate: 100, GlobalRate: 200, CallTimeout: 5 * time.Second, ActionTimeout: time.Hour, SweepEvery: 100 * time.Millisecond,
 		Dispatch: Options{Workers: 8, Queue: 32, Claim: 16, Lease: time.Minute, ReleaseAllOnStart: true, Poll: 10 * time.Millisecond,
 			Policy: DefaultPolicy, DeferWait: 100 * time.Millisecond}}
 	k.Dispatch.Policy.Base, k.Dispatch.Policy.Cap = 10*time.Millisecond, 200*time.Millisecond
 	if change != nil {
 		change(&k)
+	}
+	prov, err := fgstripe.New(fgstripe.Options{SecretKey: "sk_test_dispatch", APIBase: srv.URL, Timeout: k.CallTimeout})
+	if err != nil {
+		t.Fatal(err)
 	}
 	var called floodgate.Provider = prov
 	if k.Provider != nil {

@@ -147,6 +147,14 @@ type Options struct {
 	Clock floodgate.Clock
 	// Logger receives the sandbox's logs; default none.
 	Logger *slog.Logger
+
+	// Arrive is for tests: when set, it is called with each API request
+	// as it arrives, before the sandbox does anything with it (outage,
+	// latency, limits, idempotency). It may block, to hold the request in
+	// flight until the test releases it, or just note that it came.
+	// Returning false drops the request: the connection is closed without
+	// an answer and nothing is executed, as in OutageReset.
+	Arrive func(*http.Request) bool
 }
 
 // withDefaults fills the zero fields and checks the rest.

@@ -72,6 +72,8 @@
 // a write took effect (the response is stored, the connection closed
 // without it), and a full outage. Failures and lost answers apply to POSTs
 // only; reads are never faulted except by latency, limits and outages.
+// For tests that must order events rather than time them, Options.Arrive
+// sees each API request as it arrives, and may hold it or drop it.
 //
 // Bounds. Everything the sandbox keeps is bounded: request bodies of at
 // most 1 MB and 1,000 fields; at most Options.MaxPaymentIntents

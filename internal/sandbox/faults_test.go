@@ -102,6 +102,49 @@ func TestOutage(t *testing.T) {
 	}
 }
 
+// TestArrive: a test's hook sees each API request before anything is
+// done with it; it can hold the request, and a request it drops is
+// answered with a closed connection and changes nothing, so that its key
+// executes afresh next time.
+func TestArrive(t *testing.T) {
+	arrived, release := make(chan string, 1), make(chan bool)
+	e := newEnv(t, Options{Arrive: func(r *http.Request) bool {
+		if r.Method != http.MethodPost {
+			return true
+		}
+		arrived <- r.Header.Get("Idempotency-Key")
+		return <-release
+	}})
+	done := make(chan error, 1)
+	go func() {
+		_, err := e.charge(t, "don_1", "pm_card_visa", "don_1:1")
+		done <- err
+	}()
+	if key := <-arrived; key != "don_1:1" {
+		t.Fatalf("the hook saw key %q", key)
+	}
+	if l := e.s.Ledger(); l.Counts.PaymentIntents != 0 || l.Counts.Requests != 0 {
+		t.Fatalf("a held request was handled: %+v", l.Counts)
+	}
+	release <- false
+	providerError(t, <-done, floodgate.ProviderNetwork)
+	if l := e.s.Ledger(); l.Counts.PaymentIntents != 0 || l.Counts.Requests != 0 {
+		t.Fatalf("a dropped request was handled: %+v", l.Counts)
+	}
+	go func() {
+		_, err := e.charge(t, "don_1", "pm_card_visa", "don_1:1")
+		done <- err
+	}()
+	<-arrived
+	release <- true
+	if err := <-done; err != nil {
+		t.Fatalf("a request let through: %v", err)
+	}
+	if l := e.s.Ledger(); l.Counts.PaymentIntents != 1 || l.Counts.Replays != 0 {
+		t.Fatalf("the dropped request's key did not execute afresh: %+v", l.Counts)
+	}
+}
+
 func TestLatency(t *testing.T) {
 	e := newEnv(t, Options{Latency: time.Millisecond, LatencyJitter: time.Millisecond, Seed: 7})
 	if _, err := e.charge(t, "don_1", "pm_card_visa", "don_1:1"); err != nil {

@@ -255,6 +255,10 @@ func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request, reqID string) 
 		w.WriteHeader(http.StatusNoContent)
 		return
 	}
+	if s.opts.Arrive != nil && !s.opts.Arrive(r) {
+		abort(w)
+		return
+	}
 	version := r.Header.Get("Stripe-Version")
 	if version == "" {
 		version = stripe.APIVersion
