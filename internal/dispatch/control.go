@@ -29,13 +29,13 @@ type ControlOptions struct {
 // provider call waits for it and reports back to it (Link).
 type Control struct {
 	startstop.Base
-	store   floodgate.Settings
-	clock   floodgate.Clock
-	log     *slog.Logger
-	paused  atomic.Bool
+	store  floodgate.Settings
+	clock  floodgate.Clock
+	log    *slog.Logger
+	paused atomic.Bool
 	// pauses counts this node's own Pause calls: a refresh that read the
 	// shared setting before one of them must not undo it.
-	pauses atomic.Int64
+	pauses  atomic.Int64
 	breaker *breaker
 	health  providerHealth
 
