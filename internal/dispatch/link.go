@@ -180,6 +180,16 @@ func (l *Link) sweepPage(ctx context.Context, q floodgate.PaymentQuery) (floodga
 	return l.findPayments(ctx, q)
 }
 
+// probeClock makes one request that lists no PaymentIntent (created in
+// the first second of 1970), within the sweeps' share, so that its answer
+// dates the provider's clock; a failure leaves the clock unknown.
+func (l *Link) probeClock(ctx context.Context) {
+	epoch := time.Unix(1, 0)
+	if _, err := l.sweepPage(ctx, floodgate.PaymentQuery{CreatedFrom: epoch, CreatedTo: epoch}); err != nil && ctx.Err() == nil {
+		l.log.Debug("dispatch: probing the provider's clock failed", "err", err)
+	}
+}
+
 // providerClock bounds the provider's clock, from its answers so far.
 func (l *Link) providerClock() floodgate.ProviderClock { return l.provider.Clock() }
 

@@ -97,6 +97,12 @@ func (r *Reconciler) resolve(ctx context.Context, don *floodgate.PaymentOrder, c
 // provider's clock where its current key's PaymentIntent, if any, was
 // created: from the key's first use to now, after its last answer.
 func (r *Reconciler) handOver(ctx context.Context, don *floodgate.PaymentOrder, cause error, class string) step {
+	if !r.link.providerClock().Known {
+		// No answer has dated the provider's clock yet (every one was
+		// lost): one request that lists nothing does, or the window must
+		// be widened by lookupSkew each side.
+		r.link.probeClock(ctx)
+	}
 	now := r.clock.Now()
 	since := don.CreatedAt
 	if don.KeySince != nil {

@@ -101,7 +101,8 @@ func newRigWith(t *testing.T, sbOpts sandbox.Options, wrap func(floodgate.Store)
 	if change != nil {
 		change(&k)
 	}
-	prov, err := fgstripe.New(fgstripe.Options{SecretKey: "sk_test_dispatch", APIBase: srv.URL, Timeout: k.CallTimeout})
+	// The client reads the provider's clock against the dispatcher's.
+	prov, err := fgstripe.New(fgstripe.Options{SecretKey: "sk_test_dispatch", APIBase: srv.URL, Timeout: k.CallTimeout, Clock: k.Dispatch.Clock})
 	if err != nil {
 		t.Fatal(err)
 	}
